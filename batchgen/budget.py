@@ -1,0 +1,119 @@
+"""Thinking budgets: when a record's reasoning must end, decided token by token (pure logic, no engine).
+
+The model card's rule (`newline` mode): once `budget` reasoning tokens have been generated, end the reasoning
+at the next line break; if none comes within `grace` more tokens, end it abruptly at `budget + grace`.
+`strict` mode ends it exactly at `budget`. Ending means forcing a closing text, one token per step, that
+contains the end-of-thinking token; the model then goes on to its answer in the same request, so nothing is
+prefilled twice (the card's client makes a second request instead).
+
+A reasoning that already sits on a line break is closed with `close_at_line_break` (default `</think>\\n\\n`);
+an abrupt cut uses `close` (default `.\\n</think>\\n\\n`, the card client's text). The generation prompt of a
+reasoning model ends in a line break (`<think>\\n`), so budget 0 closes the reasoning before it starts.
+
+`BudgetTracker` is driven by `budget_processor.ThinkingBudgetLogitsProcessor` inside vLLM; it is kept here,
+engine-free, so its rules are tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+EXTRA_ARGS_KEY = "batchgen_thinking_budget"
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """One request's budget, in token ids; travels to the engine in `SamplingParams.extra_args`."""
+
+    budget: int
+    grace: int
+    strict: bool
+    end_token_id: int
+    close_ids: tuple[int, ...]
+    close_at_line_break_ids: tuple[int, ...]
+    starts_at_line_break: bool
+
+    def to_extra_args(self) -> dict:
+        return {EXTRA_ARGS_KEY: asdict(self)}
+
+    @classmethod
+    def from_extra_args(cls, extra_args: dict | None) -> BudgetPlan | None:
+        fields = (extra_args or {}).get(EXTRA_ARGS_KEY)
+        if fields is None:
+            return None
+        plan = cls(**{**fields, "close_ids": tuple(fields["close_ids"]),
+                      "close_at_line_break_ids": tuple(fields["close_at_line_break_ids"])})
+        if plan.budget < 0 or plan.grace < 0:
+            raise ValueError(f"thinking budget and grace must be >= 0, got {plan.budget} and {plan.grace}")
+        for name, ids in (("close", plan.close_ids), ("close_at_line_break", plan.close_at_line_break_ids)):
+            if plan.end_token_id not in ids:
+                raise ValueError(f"the {name} text must contain the end-of-thinking token {plan.end_token_id}")
+        return plan
+
+
+def line_break_token_ids(vocab_size: int, decode: Callable[[list[int]], str]) -> frozenset[int]:
+    """Ids of the tokens whose text holds a line break: the places where `newline` mode may end reasoning."""
+    return frozenset(i for i in range(vocab_size) if "\n" in decode([i]))
+
+
+class BudgetTracker:
+    """Follows one request's output tokens and says which token, if any, must come next."""
+
+    def __init__(self, plan: BudgetPlan, line_break_ids: Iterable[int]):
+        self.plan = plan
+        self._line_breaks = line_break_ids
+        self._seen = 0
+        self._reasoning_tokens = 0
+        self._at_line_break = plan.starts_at_line_break
+        self._closing: tuple[int, ...] | None = None
+        self._forced = 0
+        self._finished = False
+
+    @property
+    def closed_by_budget(self) -> bool:
+        return self._closing is not None
+
+    def next_forced_token(self, output_ids: Sequence[int]) -> int | None:
+        """The engine's view: the request's whole output so far in, the token to force (or None) out."""
+        # Incremental: each step only looks at the tokens added since the last one, so a long reasoning
+        # costs O(n) in total, not O(n^2).
+        for token in output_ids[self._seen:]:
+            self.observe(token)
+        self._seen = len(output_ids)
+        return self.forced_token()
+
+    def forced_token(self) -> int | None:
+        if self._finished:
+            return None
+        if self._closing is None and self._must_close():
+            self._closing = self.plan.close_at_line_break_ids if self._at_line_break else self.plan.close_ids
+        return None if self._closing is None else self._closing[self._forced]
+
+    def observe(self, token: int) -> None:
+        if self._finished:
+            return
+        if self._closing is not None:
+            self._forced += 1
+            self._finished = self._forced == len(self._closing)
+        elif token == self.plan.end_token_id:
+            self._finished = True
+        else:
+            self._reasoning_tokens += 1
+            self._at_line_break = token in self._line_breaks
+
+    def _must_close(self) -> bool:
+        plan, spent = self.plan, self._reasoning_tokens
+        if spent < plan.budget:
+            return False
+        return plan.strict or self._at_line_break or spent >= plan.budget + plan.grace
+
+
+def budget_was_hit(plan: BudgetPlan, line_break_ids: Iterable[int], output_ids: Sequence[int]) -> bool:
+    """Replays the tracker over a finished output: did the budget end this reasoning?"""
+    tracker = BudgetTracker(plan, line_break_ids)
+    for token in output_ids:
+        if tracker.forced_token() is not None:
+            return True
+        tracker.observe(token)
+    return False

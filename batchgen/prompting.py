@@ -1,0 +1,100 @@
+"""From a normalized record to what the engine runs: the prompt's token ids, sampling values, budget plan.
+
+Pure logic over a tokenizer (no engine): the chat template renders the prompt exactly as the engine will
+see it (`batchgen validate --show` prints the same text), sampling follows the model card's defaults per
+mode unless the record sets its own values, and a thinking budget becomes a `BudgetPlan` in token ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batchgen.budget import BudgetPlan
+from batchgen.profiles import ReasoningProfile, UnsupportedMode
+from batchgen.records import RecordError, Request
+from batchgen.spec import BudgetSpec
+
+# Model card: temperature 0.6 and top_p 0.95 with reasoning on, greedy with it off.
+MODE_SAMPLING = {"on": {"temperature": 0.6, "top_p": 0.95}, "off": {"temperature": 0.0, "top_p": 1.0}}
+
+
+@dataclass(frozen=True)
+class EngineInput:
+    record_id: str
+    mode: str
+    prompt: str
+    prompt_ids: list[int]
+    sampling: dict  # SamplingParams keyword arguments
+    budget: BudgetPlan | None
+
+
+def single_token_id(tokenizer, text: str) -> int:
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"{text!r} must be one token in this tokenizer to split reasoning on, got ids {ids}")
+    return ids[0]
+
+
+def sampling_kwargs(request: Request, mode: str, max_tokens: int) -> dict:
+    return {**MODE_SAMPLING[mode], **request.sampling, "max_tokens": max_tokens}
+
+
+class PromptBuilder:
+    """Holds what is fixed for a model (tokenizer, profile, budget texts, context size) and builds inputs."""
+
+    def __init__(self, tokenizer, profile: ReasoningProfile, budget: BudgetSpec, max_model_len: int):
+        self.tokenizer = tokenizer
+        self.profile = profile
+        self.budget = budget
+        self.max_model_len = max_model_len
+        self.end_token_id = single_token_id(tokenizer, profile.think_end) if profile.think_end else None
+        self.close_ids = tuple(tokenizer.encode(budget.close_text, add_special_tokens=False))
+        self.close_at_line_break_ids = tuple(tokenizer.encode(budget.close_text_at_line_break, add_special_tokens=False))
+        for name, ids in (("close_text", self.close_ids), ("close_text_at_line_break", self.close_at_line_break_ids)):
+            if self.end_token_id is not None and self.end_token_id not in ids:
+                raise ValueError(f"budget.{name} must contain {profile.think_end!r}")
+
+    def render(self, request: Request, mode: str) -> str:
+        messages, template_args = self.profile.template_inputs(request.messages, mode)
+        return self.tokenizer.apply_chat_template(
+            messages, tools=request.tools, add_generation_prompt=True, tokenize=False, **template_args
+        )
+
+    def build(self, request: Request) -> EngineInput | RecordError:
+        try:
+            mode = self.profile.effective_mode(request.reasoning, request.messages, request.default_reasoning)
+        except UnsupportedMode as exc:
+            return RecordError("unsupported_reasoning", str(exc))
+        try:
+            prompt = self.render(request, mode)
+        except Exception as exc:  # a chat template is user code: any failure is this record's, not the job's
+            return RecordError("template_error", f"{type(exc).__name__}: {exc}")
+        # The template writes the control tokens as text; they must not get a second BOS added.
+        prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        room = self.max_model_len - len(prompt_ids)
+        if room < 1:
+            return RecordError(
+                "prompt_too_long", f"prompt is {len(prompt_ids)} tokens, max_model_len is {self.max_model_len}"
+            )
+        max_tokens = min(request.max_tokens or room, room)
+        return EngineInput(
+            record_id=request.id,
+            mode=mode,
+            prompt=prompt,
+            prompt_ids=prompt_ids,
+            sampling=sampling_kwargs(request, mode, max_tokens),
+            budget=self._plan(request, mode, prompt),
+        )
+
+    def _plan(self, request: Request, mode: str, prompt: str) -> BudgetPlan | None:
+        if mode != "on" or request.max_thinking_tokens is None or self.end_token_id is None:
+            return None
+        return BudgetPlan(
+            budget=request.max_thinking_tokens,
+            grace=self.budget.grace_tokens,
+            strict=self.budget.mode == "strict",
+            end_token_id=self.end_token_id,
+            close_ids=self.close_ids,
+            close_at_line_break_ids=self.close_at_line_break_ids,
+            starts_at_line_break=prompt.endswith("\n"),
+        )

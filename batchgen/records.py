@@ -1,0 +1,185 @@
+"""The input record contract and its normalization: a raw dict in, a `Request` or a `RecordError` out.
+
+Field names are a contract shared with the pipeline, the JSON Schemas and users' data. Validation is
+pydantic's (strict types: `"5"` is not an int); its errors are turned into one "code: message" line that
+names the field and the value, with codes a program can count. Nothing here raises on bad data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+Reasoning = Literal["on", "off"]
+
+# Fields of a record that steer generation; everything else a record carries is passed through untouched.
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "seed", "stop")
+
+
+class Message(BaseModel):
+    """One chat turn, OpenAI style."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _content_required(self) -> Message:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise PydanticCustomError("invalid_content", "a {role} message needs string content", {"role": self.role})
+        return self
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    """An OpenAI function tool: `{"type": "function", "function": {"name": ..., "parameters": {...}}}`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class RecordFields(BaseModel):
+    """The fields a record (or the job's `defaults`) may set to steer generation."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    reasoning: Reasoning | None = Field(None, description='"on" or "off"; null: flags in the messages, then the job default, then the model\'s (on)')
+    max_thinking_tokens: int | None = Field(None, ge=0, description="thinking budget in tokens; null: no budget")
+    max_tokens: int | None = Field(None, ge=1, description="generated tokens in all, reasoning plus answer")
+    temperature: float | None = Field(None, ge=0, description="null: 0.6 with reasoning on, greedy with it off (model card)")
+    top_p: float | None = Field(None, gt=0, le=1, description="null: 0.95 with reasoning on, 1 with it off")
+    top_k: int | None = Field(None, ge=-1, description="-1 or 0: off")
+    seed: int | None = Field(None, description="per-record sampling seed")
+    stop: str | list[str] | None = Field(None, description="stop strings")
+    tools: list[Tool] | None = Field(None, description="OpenAI function definitions offered to the model")
+
+
+class InputRecord(RecordFields):
+    """One input record: an id, exactly one of `prompt` or `messages`, and optional generation fields."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    id: str | int | None = Field(None, description="unique id; integers become their decimal text")
+    prompt: str | None = Field(None, description="one user turn (exclusive with messages)")
+    messages: list[Message] | None = Field(None, description="OpenAI-style chat (exclusive with prompt)")
+    system: str | None = Field(None, description="a system turn put before prompt or messages")
+
+    @field_validator("messages")
+    @classmethod
+    def _not_empty(cls, messages: list[Message] | None) -> list[Message] | None:
+        if messages is not None and not messages:
+            raise PydanticCustomError("empty_messages", "messages is empty")
+        return messages
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> InputRecord:
+        if (self.prompt is None) == (self.messages is None):
+            code = "missing_prompt" if self.prompt is None else "conflicting_prompt"
+            raise PydanticCustomError(code, "a record needs exactly one of prompt or messages")
+        if self.system is not None and self.messages and self.messages[0].role == "system":
+            raise PydanticCustomError("conflicting_prompt", "system is given both as a field and as the first message")
+        return self
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """Why a record cannot run: a countable code and a message naming the field and value."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A valid record, defaults applied, ready for templating."""
+
+    id: str
+    messages: list[dict]
+    tools: list[dict] | None
+    reasoning: Reasoning | None  # the record's own field only; flags and defaults are the profile's to weigh
+    default_reasoning: Reasoning | None
+    max_thinking_tokens: int | None
+    max_tokens: int | None
+    sampling: dict = field(default_factory=dict)  # the record's (or default's) own sampling values
+
+
+def _error_code(error: dict) -> str:
+    kind, loc = error["type"], error["loc"]
+    if kind in {"missing_prompt", "conflicting_prompt", "empty_messages", "invalid_content"}:
+        return kind
+    if "tools" in loc:
+        return "invalid_tools"
+    if loc and loc[-1] == "role":
+        return "unknown_role"
+    if loc and loc[-1] == "content":
+        return "invalid_content"
+    if kind.startswith(("greater_than", "less_than", "too_short")):
+        return "out_of_range"
+    if kind in {"literal_error", "enum"}:
+        return "invalid_value"
+    return "invalid_type"
+
+
+def describe(error: ValidationError | Exception) -> RecordError:
+    """The first pydantic error as one line: `code: field: message (got value)`."""
+    if not isinstance(error, ValidationError):
+        return RecordError("invalid_record", str(error))
+    first = error.errors(include_url=False)[0]
+    # Union members show up in the location (`str`, `list[str]`); the user's path is the rest.
+    path = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "int", "function-after"})))
+    got = first.get("input")
+    value = "" if isinstance(got, dict) or got is None and first["type"] != "missing" else f" (got {got!r:.80})"
+    where = f"{path}: " if path else ""
+    return RecordError(_error_code(first), f"{where}{first['msg']}{value}")
+
+
+def record_id(raw: dict, fallback: str) -> str:
+    """The record's id as text (integers become their decimal text), or the fallback when it has none."""
+    value = raw.get("id")
+    if isinstance(value, bool) or value is None or not isinstance(value, (str, int)):
+        return fallback
+    return str(value)
+
+
+def normalize(raw: dict, defaults: RecordFields | None = None, fallback_id: str = "") -> Request | RecordError:
+    """Validates one raw record and applies the job's defaults (the record's own values win)."""
+    try:
+        record = InputRecord.model_validate(raw)
+    except ValidationError as error:
+        return describe(error)
+    defaults = defaults or RecordFields()
+    own = record.model_dump(exclude_none=True, exclude_unset=True)
+
+    def pick(name: str):
+        return own.get(name, getattr(defaults, name))
+
+    if record.messages is not None:
+        messages = [m.model_dump(exclude_none=True) for m in record.messages]
+    else:
+        messages = [{"role": "user", "content": record.prompt}]
+    if record.system is not None:
+        messages = [{"role": "system", "content": record.system}, *messages]
+    tools = pick("tools")
+    return Request(
+        id=record_id(raw, fallback_id),
+        messages=messages,
+        tools=[t if isinstance(t, dict) else t.model_dump(exclude_none=True) for t in tools] if tools else None,
+        reasoning=record.reasoning,
+        default_reasoning=defaults.reasoning,
+        max_thinking_tokens=pick("max_thinking_tokens"),
+        max_tokens=pick("max_tokens"),
+        sampling={name: pick(name) for name in SAMPLING_FIELDS if pick(name) is not None},
+    )

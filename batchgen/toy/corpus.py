@@ -1,0 +1,141 @@
+"""The synthetic conversations the toy model is trained on.
+
+Each kind of conversation teaches one behaviour that tests and the demo rely on, under greedy decoding:
+reasoning lines, then `</think>`, then an answer (`echo`); a direct answer when the prompt ends in
+`<think></think>` (every kind, thinking off); long multi-line reasoning so budgets bite (`steps`); one long
+line without a newline so the grace rule bites (`ramble`); a `<TOOLCALL>` when tools are offered (`tools`).
+The prompts in `PROMPTS` are the ones tests use: the model has seen them, so its format is dependable.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+WORDS = [
+    "apple", "river", "stone", "cloud", "tiger", "maple", "ocean", "pencil", "garden", "rocket",
+    "silver", "window", "candle", "forest", "planet", "bridge", "winter", "coffee", "violet", "harbor",
+    "mirror", "desert", "lemon", "castle", "thunder", "meadow", "falcon", "copper", "island", "lantern",
+]
+CITIES = ["Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Quito", "Rome", "Seoul"]
+STEP_LINES = 24
+RAMBLE_WORDS = 60
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Local time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TOOLS = [WEATHER_TOOL, TIME_TOOL]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training conversation: chat messages, tools, the mode, and the assistant's target reply."""
+
+    messages: list[dict]
+    tools: list[dict] | None
+    thinking: bool
+    reasoning: str  # the reasoning text (lines ending in "\n"), unused when thinking is off
+    answer: str
+
+
+def echo_prompt(word: str) -> str:
+    return f"Repeat the word {word}."
+
+
+def steps_prompt(word: str) -> str:
+    return f"Think step by step about {word}."
+
+
+def ramble_prompt(word: str) -> str:
+    return f"Ramble about {word}."
+
+
+def weather_prompt(city: str) -> str:
+    return f"What is the weather in {city}?"
+
+
+def time_prompt(city: str) -> str:
+    return f"What time is it in {city}?"
+
+
+def _echo(word: str) -> tuple[str, str]:
+    return f"The user wants the word {word}.\nI will answer with {word}.\n", word
+
+
+def _steps(word: str) -> tuple[str, str]:
+    lines = "".join(f"Step {i}: I look at {word} again.\n" for i in range(1, STEP_LINES + 1))
+    return lines, f"I thought about {word}."
+
+
+def _ramble(word: str) -> tuple[str, str]:
+    return " ".join(f"{word} {i}" for i in range(1, RAMBLE_WORDS + 1)) + "\n", f"That was {word}."
+
+
+def _tool_call(name: str, city: str) -> tuple[str, str]:
+    call = json.dumps([{"name": name, "arguments": {"city": city}}])
+    reasoning = f"The user asks about {city}.\nI will call {name}.\n"
+    return reasoning, f"<TOOLCALL>{call}</TOOLCALL>"
+
+
+SYSTEMS = [None, "You are a helpful assistant.", "Answer briefly."]
+
+
+def _with_mode(rng: random.Random, user: str, thinking: bool) -> list[dict]:
+    """A conversation whose mode is set the ways users set it: nothing, a system flag or a user flag."""
+    system = rng.choice(SYSTEMS)
+    where = rng.choice(["none", "system", "user"]) if thinking else rng.choice(["system", "user"])
+    flag = "/think" if thinking else "/no_think"
+    if where == "user":
+        user = f"{user} {flag}"
+    elif where == "system":
+        system = f"{system or ''} {flag}".strip()
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    return messages + [{"role": "user", "content": user}]
+
+
+def build_corpus(seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    examples: list[Example] = []
+    for thinking in (True, False):
+        for word in WORDS:
+            for prompt, make in ((echo_prompt, _echo), (steps_prompt, _steps), (ramble_prompt, _ramble)):
+                reasoning, answer = make(word)
+                examples.append(Example(_with_mode(rng, prompt(word), thinking), None, thinking, reasoning, answer))
+        for city in CITIES:
+            for prompt, name in ((weather_prompt, "get_weather"), (time_prompt, "get_time")):
+                reasoning, answer = _tool_call(name, city)
+                tools = TOOLS if rng.random() < 0.5 else TOOLS[::-1]
+                examples.append(Example(_with_mode(rng, prompt(city), thinking), tools, thinking, reasoning, answer))
+        # Multi-turn: an earlier exchange (its reasoning stripped by the template) before the real question.
+        for word, other in zip(WORDS, WORDS[1:] + WORDS[:1]):
+            history = [
+                {"role": "user", "content": echo_prompt(other)},
+                {"role": "assistant", "content": f"<think>\n{_echo(other)[0]}</think>\n\n{other}"},
+            ]
+            messages = _with_mode(rng, echo_prompt(word), thinking)
+            messages = messages[:-1] + history + messages[-1:]
+            reasoning, answer = _echo(word)
+            examples.append(Example(messages, None, thinking, reasoning, answer))
+    return examples
+
+
+def assistant_reply(example: Example) -> str:
+    """What the model must generate after the generation prompt (which already holds `<think>\\n` or
+    `<think></think>`), ending with the end-of-turn token."""
+    if example.thinking:
+        return f"{example.reasoning}</think>\n\n{example.answer}\n<SPECIAL_12>"
+    return f"{example.answer}\n<SPECIAL_12>"
