@@ -72,6 +72,12 @@ class Replica:
     async def _start(AsyncLLM, args):
         return AsyncLLM.from_engine_args(args)
 
+    async def _shutdown(self) -> None:
+        # On the engine's own loop, so its output handler is cancelled there instead of failing mid-read;
+        # dropping the reference lets AsyncLLM's own finalizer run now, not at interpreter exit.
+        engine, self._engine = self._engine, None
+        engine.shutdown()
+
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
@@ -146,7 +152,7 @@ class Replica:
 
     def close(self) -> None:
         if self._loop.is_running():
-            self._engine.shutdown()
+            self._run(self._shutdown())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
             self._loop.close()

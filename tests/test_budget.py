@@ -1,0 +1,79 @@
+"""The budget rules on synthetic token ids: no engine, every branch."""
+
+import pytest
+
+from batchgen.budget import BudgetPlan, BudgetTracker, budget_was_hit, line_break_token_ids
+
+NL, END, DOT, WORD = 10, 99, 5, 1
+LINE_BREAKS = {NL}
+
+
+def plan(budget, grace=3, strict=False, starts_at_line_break=True):
+    return BudgetPlan(budget, grace, strict, END, (DOT, NL, END, NL), (END, NL), starts_at_line_break)
+
+
+def run(plan_, model_tokens):
+    """Feeds the model's tokens, obeying forced ones as the engine does; returns the generated ids."""
+    tracker, out, model = BudgetTracker(plan_, LINE_BREAKS), [], iter(model_tokens)
+    while True:
+        forced = tracker.next_forced_token(out)
+        token = forced if forced is not None else next(model, None)
+        if token is None:
+            return out
+        out.append(token)
+
+
+def test_no_cut_before_budget_and_natural_end_is_left_alone():
+    assert run(plan(10), [WORD, NL, WORD, END, WORD]) == [WORD, NL, WORD, END, WORD]
+
+
+def test_newline_mode_ends_at_the_first_line_break_after_the_budget():
+    out = run(plan(3, grace=10), [WORD, NL, WORD, WORD, WORD, NL, WORD, WORD])
+    # 3 tokens reached mid-line: wait for the line break at token 6, then close with the line-break text.
+    assert out == [WORD, NL, WORD, WORD, WORD, NL, END, NL, WORD, WORD]
+
+
+def test_line_break_exactly_at_the_budget_closes_at_once():
+    assert run(plan(2, grace=10), [WORD, NL, WORD]) == [WORD, NL, END, NL, WORD]
+
+
+def test_no_line_break_within_grace_cuts_abruptly_at_budget_plus_grace():
+    out = run(plan(2, grace=3), [WORD] * 10)
+    assert out[:5] == [WORD] * 5 and out[5:9] == [DOT, NL, END, NL] and out[9:] == [WORD] * 5
+
+
+def test_strict_mode_cuts_exactly_at_the_budget():
+    assert run(plan(2, strict=True), [WORD, WORD, WORD]) == [WORD, WORD, DOT, NL, END, NL, WORD]
+
+
+def test_zero_budget_closes_before_any_reasoning():
+    assert run(plan(0), [WORD]) == [END, NL, WORD]
+    # a prompt that does not end on a line break gets the abrupt close in strict mode
+    assert run(plan(0, strict=True, starts_at_line_break=False), [WORD]) == [DOT, NL, END, NL, WORD]
+
+
+def test_tracker_only_looks_at_new_tokens():
+    tracker = BudgetTracker(plan(1, grace=0), LINE_BREAKS)
+    assert tracker.next_forced_token([WORD]) == DOT
+    assert tracker.next_forced_token([WORD, DOT]) == NL
+
+
+def test_budget_was_hit_replays_the_rules():
+    assert budget_was_hit(plan(2, grace=1), LINE_BREAKS, [WORD, WORD, WORD, DOT, NL, END, NL])
+    assert not budget_was_hit(plan(5), LINE_BREAKS, [WORD, NL, END, WORD])
+    assert not budget_was_hit(plan(2), LINE_BREAKS, [WORD])  # max_tokens came first
+
+
+def test_plan_travels_through_extra_args_and_is_checked():
+    p = plan(4)
+    assert BudgetPlan.from_extra_args(p.to_extra_args()) == p
+    assert BudgetPlan.from_extra_args(None) is None
+    bad = p.to_extra_args()
+    bad["batchgen_thinking_budget"]["close_ids"] = [DOT]
+    with pytest.raises(ValueError, match="end-of-thinking"):
+        BudgetPlan.from_extra_args(bad)
+
+
+def test_line_break_ids_are_found_by_decoding():
+    vocab = {0: "a", 1: "\n", 2: ".\n", 3: "b"}
+    assert line_break_token_ids(4, lambda ids: vocab[ids[0]]) == {1, 2}

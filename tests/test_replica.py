@@ -1,0 +1,219 @@
+"""The replica on the real vLLM engine (CPU build) with the toy Nemotron-H model.
+
+Budgets are checked to the token against an oracle: the same prompt generated greedily without a budget.
+Under greedy decoding the budgeted reasoning is that reference's first n tokens, where n follows the card's
+rule, then the closing text.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from batchgen.budget import line_break_token_ids
+from batchgen.prompting import PromptBuilder
+from batchgen.records import normalize
+from batchgen.spec import BudgetSpec
+from batchgen.toy import corpus
+from tests.conftest import TEST_GRACE
+
+pytestmark = pytest.mark.engine
+GREEDY = {"temperature": 0.0}
+
+
+def one(replica, **record):
+    return replica.generate([{"id": "r", **GREEDY, **record}])[0]
+
+
+def reference_ids(replica, prompt):
+    """Token ids of the unbudgeted greedy reasoning (without its end token)."""
+    ref = one(replica, prompt=prompt)
+    assert not ref["thinking_budget_hit"] and ref["finish_reason"] == "stop"
+    ids = replica.tokenizer.encode(ref["reasoning_content"] + "\n", add_special_tokens=False)
+    assert len(ids) == ref["reasoning_tokens"] - 1, "the oracle needs the reference to re-tokenize exactly"
+    return ids
+
+
+def expected_cut(ids, budget, grace, strict, line_breaks):
+    """How many of the model's reasoning tokens the rule keeps (an independent, plain reading of it)."""
+    if budget == 0 or strict:
+        return budget
+    for n in range(budget, budget + grace + 1):
+        if ids[n - 1] in line_breaks:
+            return n
+    return budget + grace
+
+
+def check_cut(replica, row, ref, budget, grace, strict):
+    tok = replica.tokenizer
+    breaks = line_break_token_ids(len(tok), tok.decode)
+    n = expected_cut(ref, budget, grace, strict, breaks)
+    at_break = n == 0 or ref[n - 1] in breaks
+    close = replica.prompts.close_at_line_break_ids if at_break else replica.prompts.close_ids
+    closing = close[: close.index(replica.prompts.end_token_id) + 1]
+    assert row["thinking_budget_hit"] is True
+    assert row["reasoning_tokens"] == n + len(closing)
+    assert row["reasoning_content"] == (tok.decode(ref[:n]) + tok.decode(list(closing[:-1]))).strip()
+    # the answer follows in the same request
+    assert row["content"] and row["finish_reason"] == "stop"
+    return n
+
+
+@pytest.mark.parametrize("budget", [0, 5, 9, 20])
+def test_newline_budget_ends_at_the_next_line_break(replica, budget):
+    prompt = corpus.steps_prompt("river")
+    ref = reference_ids(replica, prompt)
+    row = one(replica, prompt=prompt, max_thinking_tokens=budget)
+    n = check_cut(replica, row, ref, budget, TEST_GRACE, strict=False)
+    assert budget <= n < budget + TEST_GRACE  # the toy breaks lines often: the newline rule, not the grace
+    lines = row["reasoning_content"].split("\n") if budget else []
+    assert all(line.startswith("Step ") and line.endswith(" again.") for line in lines)  # whole lines only
+
+
+def test_no_line_break_within_the_grace_cuts_abruptly(replica):
+    prompt = corpus.ramble_prompt("stone")
+    ref = reference_ids(replica, prompt)
+    row = one(replica, prompt=prompt, max_thinking_tokens=10)
+    assert check_cut(replica, row, ref, 10, TEST_GRACE, strict=False) == 10 + TEST_GRACE
+    assert row["reasoning_content"].endswith(".") and "\n" not in row["reasoning_content"]
+
+
+def test_strict_budget_cuts_exactly(replica):
+    prompt = corpus.steps_prompt("maple")
+    ref = reference_ids(replica, prompt)
+    default = replica.prompts
+    replica.prompts = PromptBuilder(replica.tokenizer, replica.profile, BudgetSpec(mode="strict"), replica.max_model_len)
+    try:
+        rows = replica.generate([{"id": str(b), "prompt": prompt, "max_thinking_tokens": b, **GREEDY} for b in (3, 11)])
+    finally:
+        replica.prompts = default
+    for budget, row in zip((3, 11), rows):
+        assert check_cut(replica, row, ref, budget, 0, strict=True) == budget
+
+
+def test_a_budget_larger_than_the_reasoning_changes_nothing(replica):
+    prompt = corpus.echo_prompt("apple")
+    free, budgeted = replica.generate([
+        {"id": "free", "prompt": prompt, **GREEDY},
+        {"id": "big", "prompt": prompt, "max_thinking_tokens": 400, **GREEDY},
+    ])
+    assert budgeted["thinking_budget_hit"] is False
+    assert (budgeted["reasoning_content"], budgeted["content"]) == (free["reasoning_content"], free["content"])
+
+
+def test_split_and_token_counts(replica):
+    row = one(replica, prompt=corpus.echo_prompt("apple"))
+    assert row["reasoning"] == "on" and row["finish_reason"] == "stop" and row["error"] is None
+    assert "</think>" not in row["reasoning_content"] and "</think>" not in row["content"]
+    assert row["reasoning_content"].startswith("The user wants the word")
+    # the answer as generated: "\n\n" after </think>, the content, "\n" and the end-of-turn token
+    answer = replica.tokenizer.encode(f"\n\n{row['content']}\n<SPECIAL_12>", add_special_tokens=False)
+    assert row["completion_tokens"] == row["reasoning_tokens"] + len(answer)
+    prompt = replica.prompts.build(normalize({"id": "r", "prompt": corpus.echo_prompt("apple")})).prompt_ids
+    assert row["prompt_tokens"] == len(prompt)
+
+
+def test_reasoning_off_answers_directly(replica):
+    row = one(replica, prompt=corpus.echo_prompt("apple"), reasoning="off")
+    assert row["reasoning"] == "off" and row["reasoning_content"] is None and row["reasoning_tokens"] == 0
+    assert row["content"] == "apple"
+
+
+def test_mixed_batch_of_modes_and_budgets(replica):
+    records = []
+    for i, word in enumerate(corpus.WORDS[:12]):
+        mode = ("on", "off", None)[i % 3]
+        budget = (None, 4, 12, 30)[i % 4]
+        records.append({"id": f"m{i}", "prompt": corpus.steps_prompt(word), "reasoning": mode,
+                        "max_thinking_tokens": budget, **GREEDY})
+    rows = replica.generate(records)
+    assert [r["id"] for r in rows] == [r["id"] for r in records]
+    for record, row in zip(records, rows):
+        assert row["error"] is None and row["finish_reason"] == "stop", row
+        if record["reasoning"] == "off":
+            assert row["reasoning_content"] is None and not row["thinking_budget_hit"]
+            continue
+        budget = record["max_thinking_tokens"]
+        if budget is None:
+            assert not row["thinking_budget_hit"] and row["reasoning_content"].count("\n") == corpus.STEP_LINES - 1
+        else:
+            kept = row["reasoning_tokens"] - 1  # every steps line ends on a line break: closed with </think> alone
+            assert row["thinking_budget_hit"] and budget <= kept < budget + TEST_GRACE
+
+
+def test_turn_level_flags(replica):
+    rows = replica.generate([
+        {"id": "user-off", **GREEDY, "messages": [{"role": "user", "content": corpus.echo_prompt("apple") + " /no_think"}]},
+        {"id": "sys-off-user-on", **GREEDY, "messages": [
+            {"role": "system", "content": "/no_think"}, {"role": "user", "content": corpus.echo_prompt("river") + " /think"}]},
+        {"id": "field-wins", **GREEDY, "reasoning": "on", "system": "/no_think", "prompt": corpus.echo_prompt("stone")},
+    ])
+    assert [r["reasoning"] for r in rows] == ["off", "on", "on"]
+    assert rows[0]["content"] == "apple" and rows[0]["reasoning_content"] is None
+    assert rows[1]["reasoning_content"].startswith("The user wants the word")
+
+
+def test_max_tokens_hit_while_thinking_keeps_the_reasoning(replica):
+    row = one(replica, prompt=corpus.steps_prompt("river"), max_tokens=25)
+    assert row["finish_reason"] == "length"
+    assert row["reasoning_content"].startswith("Step 1:") and row["content"] == ""
+    assert row["completion_tokens"] == row["reasoning_tokens"] == 25
+
+
+def test_tool_calls_are_parsed(replica):
+    row = one(replica, prompt=corpus.weather_prompt("Paris"), tools=corpus.TOOLS)
+    assert row["finish_reason"] == "tool_calls" and row["error"] is None
+    (call,) = row["tool_calls"]
+    assert call["name"] in {"get_weather", "get_time"} and call["id"].startswith("call_")
+    assert set(json.loads(call["arguments"])) == {"city"}
+
+
+def test_bad_records_become_error_rows_and_the_rest_succeed(replica):
+    records = [
+        {"id": "ok1", "prompt": corpus.echo_prompt("apple"), "reasoning": "off", **GREEDY},
+        {"id": "bad-type", "prompt": "x", "max_tokens": "abc"},
+        {"id": "too-long", "prompt": "word " * 3000},
+        {"id": "no-prompt"},
+        {"id": "bad-top-k", "prompt": "x", "top_k": -1, "reasoning": "off", "max_tokens": 2, **GREEDY},
+        {"id": "ok2", "prompt": corpus.echo_prompt("river"), "reasoning": "off", **GREEDY},
+    ]
+    rows = replica.generate(records)
+    assert [r["id"] for r in rows] == [r["id"] for r in records]
+    codes = {r["id"]: (r["error"] or "").split(":")[0] for r in rows}
+    assert codes == {"ok1": "", "bad-type": "invalid_type", "too-long": "prompt_too_long",
+                     "no-prompt": "missing_prompt", "bad-top-k": "", "ok2": ""}
+    assert rows[0]["content"] and rows[-1]["content"] and rows[4]["completion_tokens"] <= 2
+    assert all(r["finish_reason"] == "error" for r in rows[1:4])
+
+
+def test_stop_strings_end_generation_and_are_trimmed(replica):
+    row = one(replica, prompt=corpus.steps_prompt("river"), stop=["Step 3"])
+    assert row["finish_reason"] == "stop"
+    assert row["reasoning_content"].endswith("Step 2: I look at river again.")
+    assert "Step 3" not in row["reasoning_content"]
+
+
+def test_sampling_with_a_seed_is_reproducible(replica):
+    record = {"id": "s", "prompt": corpus.echo_prompt("apple"), "seed": 7, "temperature": 1.0}
+    first, second = replica.generate([record, dict(record)])
+    assert (first["reasoning_content"], first["content"]) == (second["reasoning_content"], second["content"])
+
+
+def test_many_callers_share_the_engine(replica):
+    records = [{"id": f"w{i}", "prompt": corpus.echo_prompt(w), "reasoning": "off", **GREEDY}
+               for i, w in enumerate(corpus.WORDS[:8])]
+    alone = [row["content"] for row in replica.generate(records)]
+    results = {}
+
+    def call(name):
+        results[name] = replica.generate(records)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in ("a", "b", "c"):
+        assert [r["content"] for r in results[name]] == alone
