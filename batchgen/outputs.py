@@ -12,13 +12,12 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from batchgen.records import RecordError
 
-OUTPUT_FIELDS = (
-    "id", "reasoning", "reasoning_content", "content", "tool_calls", "finish_reason", "thinking_budget_hit",
-    "prompt_tokens", "reasoning_tokens", "completion_tokens", "error", "model",
-)
 TOOL_CALL_BLOCK = re.compile(r"<TOOLCALL>(.*?)</TOOLCALL>", re.DOTALL)
 
 
@@ -96,3 +95,30 @@ def error_row(record_id: str, model: str, error: RecordError, mode: str | None =
         "finish_reason": "error", "thinking_budget_hit": False, "prompt_tokens": prompt_tokens,
         "reasoning_tokens": 0, "completion_tokens": 0, "error": str(error), "model": model,
     }
+
+
+class ToolCall(BaseModel):
+    id: str = Field(description="deterministic per record and position")
+    name: str
+    arguments: str = Field(description="the arguments as JSON text")
+
+
+class OutputRecord(BaseModel):
+    """One output row (before the record's passthrough fields)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(description="the record's id as text")
+    reasoning: Literal["on", "off"] | None = Field(description="the effective mode; null when the record could not run")
+    reasoning_content: str | None = Field(description="the reasoning; null when reasoning was off")
+    content: str | None = Field(description="the answer without tool-call blocks; null on error rows")
+    tool_calls: list[ToolCall] | None = Field(description="parsed tool calls; null when none")
+    finish_reason: Literal["stop", "length", "tool_calls", "error", "abort"]
+    thinking_budget_hit: bool = Field(description="the thinking budget ended the reasoning")
+    prompt_tokens: int
+    reasoning_tokens: int = Field(description="generated tokens up to and including the end of thinking")
+    completion_tokens: int = Field(description="all generated tokens, reasoning plus answer")
+    error: str | None = Field(description='null, or "code: message"')
+    model: str
+
+
+OUTPUT_FIELDS = tuple(OutputRecord.model_fields)

@@ -7,6 +7,7 @@ names the field and the value, with codes a program can count. Nothing here rais
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -183,3 +184,22 @@ def normalize(raw: dict, defaults: RecordFields | None = None, fallback_id: str 
         max_tokens=pick("max_tokens"),
         sampling={name: pick(name) for name in SAMPLING_FIELDS if pick(name) is not None},
     )
+
+
+# The input contract's own fields; a record's other fields are passed through to its output row.
+INPUT_FIELDS = frozenset(InputRecord.model_fields)
+
+
+def parse_json_line(line: bytes) -> dict | RecordError:
+    """One JSONL line as a record, or why it is not one."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return RecordError("invalid_utf8", f"byte {error.start} is not UTF-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        return RecordError("invalid_json", f"{error.msg} at column {error.colno}")
+    if not isinstance(value, dict):
+        return RecordError("invalid_json", f"a record is a JSON object, got {type(value).__name__}")
+    return value

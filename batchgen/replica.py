@@ -81,15 +81,16 @@ class Replica:
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def generate(self, records: list[dict]) -> list[dict]:
-        """One output row per record, in order."""
-        return self._run(self._generate_all(records))
+    def generate(self, records: list[dict], ids: list[str] | None = None) -> list[dict]:
+        """One output row per record, in order. `ids` are the rows' ids when the caller knows better than
+        the records (the pipeline's fallback ids for records without one)."""
+        ids = ids or [record_id(raw, "") for raw in records]
+        return self._run(self._generate_all(records, ids))
 
-    async def _generate_all(self, records: list[dict]) -> list[dict]:
-        return list(await asyncio.gather(*(self._generate_one(raw) for raw in records)))
+    async def _generate_all(self, records: list[dict], ids: list[str]) -> list[dict]:
+        return list(await asyncio.gather(*(self._generate_one(raw, rid) for raw, rid in zip(records, ids))))
 
-    async def _generate_one(self, raw: dict) -> dict:
-        rid = record_id(raw, "")
+    async def _generate_one(self, raw: dict, rid: str) -> dict:
         request = normalize(raw, self.defaults, fallback_id=rid)
         if isinstance(request, RecordError):
             return error_row(rid, self.model_name, request)

@@ -1,0 +1,127 @@
+"""The `batchgen` command line (typer): parse, load the spec, call the library, exit with a code.
+
+    batchgen run JOB.yaml [--set key.path=value ...]     run on a local Ray or the cluster in RAY_ADDRESS
+    batchgen validate JOB.yaml [--show N]                check spec and input without an engine
+    batchgen schema [job|input|output]                   print a JSON Schema
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from batchgen.spec import JobSpec, SpecError, load_spec
+
+app = typer.Typer(help="Batch inference for reasoning LLMs on Ray Data and vLLM.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+
+JobFile = Annotated[Path, typer.Argument(help="job spec (YAML)", show_default=False)]
+Overrides = Annotated[list[str], typer.Option("--set", help="override a spec key: key.path=value (repeatable)")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"batchgen: {message}", err=True)
+    return typer.Exit(code)
+
+
+def spec_or_exit(job: Path, overrides: list[str]) -> JobSpec:
+    try:
+        return load_spec(job, overrides)
+    except SpecError as error:
+        raise fail(f"{job}: {error}", 2) from None
+
+
+class Progress:
+    """One status line, redrawn in a terminal; in a log, a new line only when the count moves."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, snapshot: dict) -> None:
+        if not self.tty and snapshot["records"] == self.last:
+            return
+        self.last = snapshot["records"]
+        rate = snapshot["completion_tokens"] / snapshot["elapsed_s"] if snapshot["elapsed_s"] else 0.0
+        line = (f"  {snapshot['records']} records done | {rate:,.0f} tokens/s | {snapshot['errors']} errors"
+                f" | {snapshot['elapsed_s']:.0f} s")
+        typer.echo("\r" + line if self.tty else line, err=True, nl=not self.tty)
+
+
+def _show_results(spec: JobSpec, count: int) -> None:
+    import pyarrow.dataset as pads
+
+    from batchgen.storage import arrow_fs, data_files, open_fs
+
+    fs, prefix = open_fs(spec.output.uri, spec.storage)
+    files = data_files(fs, prefix)
+    if not files or count <= 0:
+        return
+    fmt = "json" if spec.output.format == "jsonl" else "parquet"
+    rows = pads.dataset(files[:1], filesystem=arrow_fs(fs), format=fmt).head(count).to_pylist()
+    for row in rows:
+        shown = {k: row.get(k) for k in ("id", "reasoning", "reasoning_content", "content", "tool_calls",
+                                           "finish_reason", "thinking_budget_hit", "error")}
+        typer.echo(json.dumps(shown, ensure_ascii=False, default=str)[:600])
+
+
+@app.command()
+def run(job: JobFile, overrides: Overrides = [], show: Annotated[int, typer.Option(help="print N results")] = 0) -> None:
+    """Run a job: read the input, generate on vLLM replicas, write results to output.uri."""
+    from batchgen.pipeline import JobFailed, run as run_job
+
+    spec = spec_or_exit(job, overrides)
+    typer.echo(f"batchgen: running {spec.name}: {spec.input.uri} -> {spec.output.uri}", err=True)
+    try:
+        stats = run_job(spec, report=Progress())
+    except (JobFailed, FileNotFoundError, ValueError) as error:
+        raise fail(str(error)) from None
+    except Exception as error:  # the CLI's boundary: one clear line, not a Ray traceback
+        raise fail(f"{type(error).__name__}: {error}") from None
+    typer.echo("", err=True)
+    typer.echo(
+        f"batchgen: {stats['records']} records ({stats['ok']} ok, {stats['errors']} errors {stats['errors_by_code']}) "
+        f"in {stats['wall_time_s']:.1f} s, {stats['tokens_per_s']:,.1f} tokens/s; results in {spec.output.uri}"
+    )
+    _show_results(spec, show)
+
+
+@app.command()
+def validate(job: JobFile, overrides: Overrides = [],
+             show: Annotated[int, typer.Option(help="render the first N prompts as the engine sees them")] = 2) -> None:
+    """Check a job without an engine: the spec, the input, every record, and the first prompts."""
+    from batchgen.validation import validate_job
+
+    spec = spec_or_exit(job, overrides)
+    try:
+        report = validate_job(spec, show)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise fail(str(error)) from None
+    for prepared in report.prompts:
+        typer.echo(f"--- {prepared.record_id} (reasoning {prepared.mode}, {len(prepared.prompt_ids)} tokens)")
+        typer.echo(prepared.prompt)
+    for rid, error in report.bad:
+        typer.echo(f"bad record {rid}: {error}")
+    failed = sum(report.errors.values())
+    typer.echo(f"{spec.name}: spec ok; {len(report.files)} input files, {report.records} records, "
+               f"{failed} would fail {dict(report.errors)}")
+    if report.records and failed / report.records > spec.errors.max_fraction:
+        raise fail(f"{failed} of {report.records} records would fail, more than errors.max_fraction {spec.errors.max_fraction}")
+
+
+@app.command()
+def schema(kind: Annotated[str, typer.Argument(help="job, input or output")] = "job") -> None:
+    """Print the JSON Schema of the job spec, the input record or the output record."""
+    from batchgen.schemas import SCHEMAS, schema_text
+
+    if kind not in SCHEMAS:
+        raise fail(f"schema: choose one of {', '.join(SCHEMAS)}, got {kind!r}", 2)
+    sys.stdout.write(schema_text(kind))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,18 @@
+"""The JSON Schemas of batchgen's three contracts, generated from the pydantic models that enforce them
+(`schemas/*.schema.json` are these, written by `make schemas`; a test fails when they are stale)."""
+
+from __future__ import annotations
+
+import json
+
+from batchgen.outputs import OutputRecord
+from batchgen.records import InputRecord
+from batchgen.spec import JobSpec
+
+SCHEMAS = {"job": JobSpec, "input": InputRecord, "output": OutputRecord}
+FILES = {"job": "job.schema.json", "input": "input-record.schema.json", "output": "output-record.schema.json"}
+
+
+def schema_text(kind: str) -> str:
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **SCHEMAS[kind].model_json_schema()}
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

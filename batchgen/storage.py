@@ -1,0 +1,138 @@
+"""Where records live: fsspec URLs, finding input files, reading them as rows that remember their source,
+and the files batchgen writes beside its results.
+
+Every location is an fsspec URL (local path, s3://, gs://, az://, memory://); Ray Data gets the same
+filesystem wrapped as a pyarrow filesystem. Input rows carry `__source` (file) and `__index` (line or row
+number) so a record without an id gets a deterministic one and an error can say where it came from.
+
+Ray's `read_json` fails the whole read on one bad line and neither of its readers reports line or row
+numbers, so the two readers here are small `FileBasedDatasource`s (Ray still does the file listing,
+splitting and scheduling): JSONL lines stay raw bytes until a replica parses them, one error row each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+SOURCE, INDEX, LINE = "__source", "__index", "__line"
+INTERNAL_COLUMNS = (SOURCE, INDEX, LINE)
+EXTENSIONS = {"jsonl": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".pq")}
+STATS_FILE, SUCCESS_FILE = "_stats.json", "_SUCCESS"
+ROWS_PER_BLOCK = 1024
+
+
+def open_fs(uri: str, options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    return url_to_fs(uri, **(options or {}))
+
+
+def arrow_fs(fs: fsspec.AbstractFileSystem) -> pa.fs.FileSystem:
+    return PyFileSystem(FSSpecHandler(fs))
+
+
+def _format_of(path: str) -> str | None:
+    for fmt, extensions in EXTENSIONS.items():
+        if path.endswith(extensions):
+            return fmt
+    return None
+
+
+def find_inputs(fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> tuple[list[str], str]:
+    """The input files (sorted, so ids and shards are deterministic) and their format."""
+    if fs.isdir(path):
+        files = [f for f in fs.find(path) if _format_of(f) and not PurePosixPath(f).name.startswith(("_", "."))]
+    elif any(c in path for c in "*?["):
+        files = fs.glob(path)
+    elif fs.exists(path):
+        files = [path]
+    else:
+        raise FileNotFoundError(f"input.uri: nothing at {path}")
+    if not files:
+        raise FileNotFoundError(f"input.uri: no .jsonl or .parquet files at {path}")
+    files = sorted(files)
+    if fmt == "auto":
+        formats = {_format_of(f) for f in files}
+        if len(formats) != 1 or None in formats:
+            raise ValueError(f"input.format: cannot tell the format of {files[:3]}...; set input.format")
+        fmt = formats.pop()
+    return files, fmt
+
+
+def jsonl_blocks(stream, path: str) -> Iterator[pa.Table]:
+    """Non-empty lines as raw bytes with their 1-based line numbers."""
+    lines, numbers = [], []
+    for number, line in enumerate(_lines(stream), start=1):
+        if line.strip():
+            lines.append(line.rstrip(b"\r\n"))
+            numbers.append(number)
+        if len(lines) == ROWS_PER_BLOCK:
+            yield _block(path, numbers, {LINE: pa.array(lines, pa.binary())})
+            lines, numbers = [], []
+    if lines:
+        yield _block(path, numbers, {LINE: pa.array(lines, pa.binary())})
+
+
+def _lines(stream) -> Iterator[bytes]:
+    pending = b""
+    while chunk := stream.read(1 << 20):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def parquet_blocks(stream, path: str) -> Iterator[pa.Table]:
+    """Rows with their 0-based row numbers; every column keeps its Parquet type."""
+    first = 0
+    for batch in pq.ParquetFile(stream).iter_batches(batch_size=ROWS_PER_BLOCK):
+        table = pa.Table.from_batches([batch])
+        numbers = list(range(first, first + table.num_rows))
+        first += table.num_rows
+        yield _block(path, numbers, dict(zip(table.column_names, table.columns)))
+
+
+def _block(path: str, numbers: list[int], columns: dict) -> pa.Table:
+    return pa.table({SOURCE: pa.array([path] * len(numbers)), INDEX: pa.array(numbers, pa.int64()), **columns})
+
+
+def read_blocks(fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> Iterator[pa.Table]:
+    """The same rows the Ray readers give, read here in-process (for `batchgen validate`)."""
+    with fs.open(path, "rb") as stream:
+        yield from (jsonl_blocks if fmt == "jsonl" else parquet_blocks)(stream, path)
+
+
+def ray_dataset(fs: fsspec.AbstractFileSystem, files: list[str], fmt: str):
+    """A Ray Dataset over the input files (streamed: nothing is materialized on the driver)."""
+    import ray.data
+    from ray.data.datasource import FileBasedDatasource
+
+    read = jsonl_blocks if fmt == "jsonl" else parquet_blocks
+
+    class RecordsDatasource(FileBasedDatasource):
+        def _read_stream(self, f, path):
+            yield from read(f, path)
+
+        def _open_input_source(self, filesystem, path, **open_args):
+            # Parquet needs a seekable file (its footer comes first); JSONL is read as a stream.
+            return filesystem.open_input_file(path) if fmt == "parquet" else super()._open_input_source(filesystem, path, **open_args)
+
+    return ray.data.read_datasource(RecordsDatasource(files, filesystem=arrow_fs(fs)))
+
+
+def data_files(fs: fsspec.AbstractFileSystem, prefix: str) -> list[str]:
+    if not fs.exists(prefix):
+        return []
+    return sorted(f for f in fs.find(prefix) if _format_of(f) and not PurePosixPath(f).name.startswith("_"))
+
+
+def write_marker(fs: fsspec.AbstractFileSystem, prefix: str, name: str, payload: dict | None = None) -> None:
+    with fs.open(f"{prefix.rstrip('/')}/{name}", "w") as handle:
+        handle.write(json.dumps(payload, indent=2) + "\n" if payload is not None else "")

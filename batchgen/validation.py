@@ -1,0 +1,49 @@
+"""`batchgen validate`: checks a job without an engine or a GPU. Opens the input, runs every record through
+the same normalization and templating the replicas use, and reports what would fail and why."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from batchgen.models import context_length, load_tokenizer, profile_for, resolve_path
+from batchgen.pipeline import decode_batch
+from batchgen.prompting import EngineInput, PromptBuilder
+from batchgen.records import RecordError, normalize
+from batchgen.spec import JobSpec
+from batchgen.storage import find_inputs, open_fs, read_blocks
+
+
+@dataclass
+class Report:
+    files: list[str]
+    records: int = 0
+    errors: Counter = field(default_factory=Counter)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (id, "code: message"), the first few
+    prompts: list[EngineInput] = field(default_factory=list)  # the first few, as the engine will see them
+
+
+def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
+    fs, path = open_fs(spec.input.uri, spec.storage)
+    files, fmt = find_inputs(fs, path, spec.input.format)
+    model_path = resolve_path(spec.model.path)
+    tokenizer = load_tokenizer(spec.model, model_path)
+    builder = PromptBuilder(
+        tokenizer, profile_for(spec.model, tokenizer), spec.budget, context_length(spec.model, model_path, spec.engine)
+    )
+    report = Report(files)
+    for file in files:
+        for block in read_blocks(fs, file, fmt):
+            records, ids, _ = decode_batch(block)
+            for raw, rid in zip(records, ids):
+                report.records += 1
+                outcome = raw if isinstance(raw, RecordError) else normalize(raw, spec.defaults, rid)
+                if not isinstance(outcome, RecordError):
+                    outcome = builder.build(outcome)
+                if isinstance(outcome, RecordError):
+                    report.errors[outcome.code] += 1
+                    if len(report.bad) < keep_bad:
+                        report.bad.append((rid, str(outcome)))
+                elif len(report.prompts) < show:
+                    report.prompts.append(outcome)
+    return report
