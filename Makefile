@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo toy-model clean
+.PHONY: setup test test-fast demo toy-model schemas clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,13 @@ test: setup toy-model
 test-fast: setup
 	$(PY) -m pytest -q -m "not engine"
 
+# The demo job: the toy model over jobs/demo-prompts.jsonl, results in out/demo/.
 demo: setup toy-model
-	$(PY) -m batchgen.demo
+	rm -rf out/demo
+	$(VENV)/bin/batchgen run jobs/demo.yaml --show 5
+
+schemas: setup
+	for kind in job input output; do $(VENV)/bin/batchgen schema $$kind > schemas/$$([ $$kind = job ] && echo job || echo $$kind-record).schema.json; done
 
 clean:
 	rm -rf $(VENV) .cache

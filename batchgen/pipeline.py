@@ -24,8 +24,8 @@ from batchgen.outputs import OUTPUT_FIELDS, error_row
 from batchgen.records import INPUT_FIELDS, RecordError, parse_json_line, record_id
 from batchgen.spec import JobSpec
 from batchgen.storage import (
-    INDEX, INTERNAL_COLUMNS, LINE, SOURCE, STATS_FILE, SUCCESS_FILE, arrow_fs, data_files, find_inputs, open_fs,
-    ray_dataset, write_marker,
+    INDEX, INTERNAL_COLUMNS, LINE, SOURCE, STATS_FILE, SUCCESS_FILE, arrow_fs, data_files, filename_provider,
+    find_inputs, open_fs, ray_dataset, write_marker,
 )
 
 TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
@@ -57,7 +57,7 @@ def decode_batch(batch: pa.Table) -> tuple[list[dict | RecordError], list[str], 
     else:  # Parquet: passthrough columns are sliced, not rebuilt, so they keep their Parquet types exactly
         keep = [c for c in batch.column_names if c not in INPUT_FIELDS and c not in INTERNAL_COLUMNS]
         passthrough = batch.select(keep)
-        records = batch.drop_columns(keep + list(INTERNAL_COLUMNS)).to_pylist()
+        records = batch.select([c for c in batch.column_names if c in INPUT_FIELDS]).to_pylist()
     ids = [
         record_id(r, fallback_id(s, i)) if isinstance(r, dict) else fallback_id(s, i)
         for r, s, i in zip(records, sources, indexes)
@@ -209,7 +209,7 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None) -> dict:
     files_ds = dataset.map_batches(_same, batch_size=spec.output.min_rows_per_file, batch_format="pyarrow")
     try:
         writer = files_ds.write_parquet if spec.output.format == "parquet" else files_ds.write_json
-        writer(out_path, filesystem=arrow_fs(out_fs))
+        writer(out_path, filesystem=arrow_fs(out_fs), filename_provider=filename_provider(spec.output.format))
     finally:
         stop.set()
     wall = time.monotonic() - started

@@ -127,6 +127,17 @@ def ray_dataset(fs: fsspec.AbstractFileSystem, files: list[str], fmt: str):
     return ray.data.read_datasource(RecordsDatasource(files, filesystem=arrow_fs(fs)))
 
 
+def filename_provider(extension: str):
+    """Data files named `part-<write id>-<task>.<ext>`: `.jsonl` for JSON Lines (Ray would say `.json`)."""
+    from ray.data.datasource import FilenameProvider
+
+    class PartNames(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{write_uuid}-{task_index:06d}.{extension}"
+
+    return PartNames()
+
+
 def data_files(fs: fsspec.AbstractFileSystem, prefix: str) -> list[str]:
     if not fs.exists(prefix):
         return []

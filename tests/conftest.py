@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 
 from batchgen.spec import BudgetSpec, ModelSpec
 
+# Fake credentials for the loopback S3 server, set before Ray starts so its workers inherit them.
+for _name, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    os.environ.setdefault(_name, _value)
+
 TOY = ModelSpec(path="toy:nemotron-h")
 # Small enough for a 2-core CPU; eager mode skips torch.compile's minutes of start-up.
 TEST_ENGINE = {"max_model_len": 2048, "dtype": "float32", "enforce_eager": True, "max_num_seqs": 64,
-               "gpu_memory_utilization": 0.05}
+               "kv_cache_memory_bytes": 512 << 20}
 # The toy's "steps" reasoning breaks lines every ~9 tokens and its "ramble" line runs ~150 tokens without
 # one, so a grace of 20 lets the newline rule and the abrupt cut both be seen with one engine.
 TEST_GRACE = 20
@@ -35,3 +42,30 @@ def replica(toy_model_dir):
 
     with Replica(TOY, TEST_ENGINE, BudgetSpec(grace_tokens=TEST_GRACE)) as engine:
         yield engine
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray for the pipeline tests, started once."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API server (moto's server mode) on loopback, and a bucket in it."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3fs.S3FileSystem(endpoint_url=endpoint).mkdir("batchgen-test")
+    yield endpoint
+    server.stop()

@@ -1,0 +1,164 @@
+"""The distributed job end to end: real Ray Data, real vLLM replicas (CPU build, toy model), real files
+and a real S3 API server on loopback; the Parquet read back by DuckDB."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchgen.outputs import OUTPUT_FIELDS, OutputRecord
+from batchgen.pipeline import JobFailed, run
+from batchgen.spec import JobSpec
+from batchgen.toy import corpus
+from tests.conftest import TEST_ENGINE, TEST_GRACE
+
+pytestmark = pytest.mark.engine
+
+
+def job(input_uri, output_uri, **sections) -> JobSpec:
+    return JobSpec.model_validate({
+        "name": "test", "model": {"path": "toy:nemotron-h"}, "engine": TEST_ENGINE,
+        "input": {"uri": str(input_uri)}, "output": {"uri": str(output_uri)},
+        "defaults": {"max_tokens": 300, "temperature": 0.0}, "budget": {"grace_tokens": TEST_GRACE},
+        "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": 4}, **sections,
+    })
+
+
+def read_rows(directory, fmt="parquet"):
+    files = sorted(p for p in directory.iterdir() if p.suffix == f".{fmt}")
+    if fmt == "parquet":
+        return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+JSONL_LINES = [
+    json.dumps({"id": 1, "prompt": corpus.echo_prompt("apple"), "reasoning": "off", "meta": {"split": "a", "n": 1}, "tags": ["x"]}),
+    json.dumps({"id": "s-1", "prompt": corpus.steps_prompt("river"), "max_thinking_tokens": 6, "meta": {"split": "b", "n": 2}}),
+    "",  # empty lines are not records
+    "{not json",
+    json.dumps({"prompt": corpus.echo_prompt("stone"), "reasoning": "off"}),  # no id: file:line
+    json.dumps([1, 2]),
+    json.dumps({"id": "t-1", "prompt": corpus.weather_prompt("Oslo"), "tools": corpus.TOOLS}),
+    json.dumps({"id": "bad", "prompt": "x", "max_tokens": 0}),
+]
+
+
+@pytest.fixture(scope="module")
+def jsonl_run(tmp_path_factory, ray_cluster):
+    root = tmp_path_factory.mktemp("jsonl")
+    source = root / "prompts.jsonl"
+    source.write_bytes("\n".join(JSONL_LINES).encode() + b"\n" + b'{"id": "u", "prompt": "caf\xe9"}\n')
+    stats = run(job(source, root / "out", errors={"max_fraction": 0.9}))
+    return root / "out", stats
+
+
+def test_jsonl_in_parquet_out_one_row_per_record(jsonl_run):
+    out, stats = jsonl_run
+    table = read_rows(out)
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert table.num_rows == 8 == len(rows)  # 8 non-empty lines, each exactly once
+    assert set(rows) == {"1", "s-1", "prompts.jsonl:4", "prompts.jsonl:5", "prompts.jsonl:6", "t-1", "bad", "prompts.jsonl:9"}
+    assert rows["1"]["content"] and rows["1"]["reasoning"] == "off"
+    assert rows["s-1"]["thinking_budget_hit"] and rows["s-1"]["reasoning_content"].startswith("Step 1:")
+    assert rows["t-1"]["finish_reason"] == "tool_calls" and rows["t-1"]["tool_calls"][0]["name"].startswith("get_")
+    assert rows["prompts.jsonl:5"]["error"] is None
+    codes = {rid: (r["error"] or "").split(":")[0] for rid, r in rows.items()}
+    assert codes["prompts.jsonl:4"] == "invalid_json" and codes["prompts.jsonl:6"] == "invalid_json"
+    assert codes["prompts.jsonl:9"] == "invalid_utf8" and codes["bad"] == "out_of_range"
+    for row in rows.values():
+        OutputRecord.model_validate(row)
+
+
+def test_jsonl_passthrough_fields_come_out_unchanged(jsonl_run):
+    table = read_rows(jsonl_run[0])
+    assert list(table.column_names[: len(OUTPUT_FIELDS)]) == list(OUTPUT_FIELDS)
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert rows["1"]["meta"] == {"split": "a", "n": 1} and rows["1"]["tags"] == ["x"]
+    assert rows["s-1"]["meta"] == {"split": "b", "n": 2} and rows["s-1"]["tags"] is None
+    assert "prompt" not in table.column_names and "max_tokens" not in table.column_names
+
+
+def test_stats_and_success_marker(jsonl_run):
+    out, stats = jsonl_run
+    written = json.loads((out / "_stats.json").read_text())
+    assert written == stats
+    assert (written["records"], written["ok"], written["errors"]) == (8, 4, 4)
+    assert written["errors_by_code"] == {"invalid_json": 2, "invalid_utf8": 1, "out_of_range": 1}
+    assert written["completion_tokens"] > written["reasoning_tokens"] > 0 and written["tokens_per_s"] > 0
+    assert (out / "_SUCCESS").exists()
+    assert all(p.name.startswith("_") or (p.name.startswith("part-") and p.suffix == ".parquet") for p in out.iterdir())
+
+
+def test_a_data_lake_client_reads_the_parquet(jsonl_run):
+    import duckdb
+
+    glob = str(jsonl_run[0] / "*.parquet")
+    con = duckdb.connect()
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{glob}', union_by_name=true)").fetchall()
+    types = {row[0]: row[1] for row in described}
+    assert types["id"] == "VARCHAR" and types["thinking_budget_hit"] == "BOOLEAN"
+    assert types["completion_tokens"] == "BIGINT"
+    assert types["tool_calls"].replace('"', "") == "STRUCT(id VARCHAR, name VARCHAR, arguments VARCHAR)[]"
+    assert types["meta"].startswith("STRUCT(")
+    ((count, errors, tool_name),) = con.execute(
+        f"SELECT count(*), count(error), max(tool_calls[1].name) FROM read_parquet('{glob}', union_by_name=true)"
+    ).fetchall()
+    assert (count, errors) == (8, 4) and tool_name.startswith("get_")
+
+
+def test_the_output_prefix_is_never_overwritten(jsonl_run, tmp_path):
+    out, _ = jsonl_run
+    (tmp_path / "x.jsonl").write_text(JSONL_LINES[0] + "\n")
+    with pytest.raises(JobFailed, match="already holds results"):
+        run(job(tmp_path / "x.jsonl", out))
+
+
+def test_parquet_in_jsonl_out_and_too_many_errors_fail_the_job(tmp_path, ray_cluster):
+    table = pa.table({
+        "id": pa.array([10, None, 12, 13], pa.int64()),
+        "prompt": [corpus.echo_prompt("apple"), corpus.echo_prompt("river"), "x", corpus.steps_prompt("stone")],
+        "reasoning": ["off", "off", "off", None],
+        "max_tokens": pa.array([None, None, 0, 40], pa.int32()),
+        "score": pa.array([0.5, 1.5, 2.5, 3.5], pa.float32()),
+    })
+    pq.write_table(table, tmp_path / "in.parquet")
+    with pytest.raises(JobFailed, match="more than errors.max_fraction 0.0"):
+        run(job(tmp_path / "in.parquet", tmp_path / "out", output={"uri": str(tmp_path / "out"), "format": "jsonl"},
+                errors={"max_fraction": 0.0}))
+    rows = {r["id"]: r for r in read_rows(tmp_path / "out", "jsonl")}
+    assert set(rows) == {"10", "in.parquet:1", "12", "13"}  # integer ids become text; a missing one, file:row
+    assert rows["12"]["error"].startswith("out_of_range: max_tokens")
+    assert rows["13"]["finish_reason"] == "length" and rows["13"]["completion_tokens"] == 40
+    assert [rows[k]["score"] for k in ("10", "in.parquet:1", "12", "13")] == [0.5, 1.5, 2.5, 3.5]
+    assert (tmp_path / "out" / "_stats.json").exists() and not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_parquet_on_s3_in_and_out_keeps_nested_types(s3_endpoint, ray_cluster):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
+    nested = pa.struct([("lang", pa.string()), ("weights", pa.list_(pa.float64()))])
+    table = pa.table({
+        "id": pa.array(["a", "b"]),
+        "prompt": [corpus.echo_prompt("apple"), corpus.echo_prompt("river")],
+        "info": pa.array([{"lang": "en", "weights": [1.0, 2.0]}, {"lang": "de", "weights": []}], nested),
+        "labels": pa.array([[1, 2], None], pa.list_(pa.int16())),
+        "day": pa.array([19000, 19001], pa.date32()),
+    })
+    with fs.open("batchgen-test/in/part-0.parquet", "wb") as handle:
+        pq.write_table(table, handle)
+    spec = job("s3://batchgen-test/in/", "s3://batchgen-test/results/run-1/", storage={"endpoint_url": s3_endpoint},
+               defaults={"reasoning": "off", "max_tokens": 20, "temperature": 0.0})
+    stats = run(spec)
+    assert (stats["records"], stats["errors"]) == (2, 0)
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("batchgen-test/results/run-1/"))
+    assert "_SUCCESS" in names and "_stats.json" in names
+    (data,) = [n for n in names if n.endswith(".parquet")]
+    with fs.open(f"batchgen-test/results/run-1/{data}", "rb") as handle:
+        out = pq.read_table(handle)
+    for name in ("info", "labels", "day"):
+        assert out.schema.field(name).type == table.schema.field(name).type
+    assert out.sort_by("id").column("info").to_pylist() == table.column("info").to_pylist()
