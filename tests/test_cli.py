@@ -1,0 +1,82 @@
+"""The CLI through typer's runner (fast paths) and as a subprocess (the demo job, end to end)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchgen.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "jobs" / "demo.yaml"
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["schema"]])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_schema_prints_json_schema():
+    result = runner.invoke(app, ["schema", "output"])
+    assert result.exit_code == 0 and "reasoning_content" in json.loads(result.output)["properties"]
+    assert runner.invoke(app, ["schema", "nope"]).exit_code == 2
+
+
+def test_validate_reports_bad_records_and_renders_prompts(tmp_path):
+    result = runner.invoke(app, ["validate", str(DEMO), "--show", "1"])
+    assert result.exit_code == 0, result.output
+    assert "<SPECIAL_11>User\nRepeat the word apple.\n<SPECIAL_11>Assistant\n<think>\n" in result.output
+    assert "bad record bad-1: invalid_type: max_tokens" in result.output
+    assert "36 records, 2 would fail" in result.output
+
+
+def test_validate_fails_when_too_many_records_would_fail():
+    result = runner.invoke(app, ["validate", str(DEMO), "--set", "errors.max_fraction=0.01", "--show", "0"])
+    assert result.exit_code == 1 and "more than errors.max_fraction 0.01" in result.output
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("scaling.replicas=0", "scaling.replicas: Input should be greater than or equal to 1"),
+        ("budget.mode=sometimes", "budget.mode: Input should be 'newline' or 'strict'"),
+        ("storage.secret_access_key=abc", "credentials do not belong in the spec"),
+        ("nmae=x", "nmae: Extra inputs are not permitted"),
+        ("name=Bad_Name", "name: String should match pattern"),
+        ("oops", "--set expects key.path=value"),
+    ],
+)
+def test_bad_specs_are_refused_with_the_key_named(override, message):
+    result = runner.invoke(app, ["run", str(DEMO), "--set", override])
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_input_is_one_clear_line(tmp_path):
+    result = runner.invoke(app, ["validate", str(DEMO), "--set", f"input.uri={tmp_path}/none.jsonl"])
+    assert result.exit_code == 1 and result.output.strip() == f"batchgen: input.uri: nothing at {tmp_path}/none.jsonl"
+
+
+@pytest.mark.engine
+def test_run_as_a_subprocess(tmp_path):
+    out = tmp_path / "demo-out"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchgen.cli", "run", str(DEMO), "--set", f"output.uri={out}", "--show", "2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "36 records (34 ok, 2 errors" in proc.stdout
+    shown = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    demo_ids = {json.loads(line)["id"] for line in (ROOT / "jobs" / "demo-prompts.jsonl").read_text().splitlines()}
+    assert len(shown) == 2 and {row["id"] for row in shown} <= demo_ids
+    stats = json.loads((out / "_stats.json").read_text())
+    assert stats["records"] == 36 and (out / "_SUCCESS").exists()
+    assert "records done" in proc.stderr  # the progress display
