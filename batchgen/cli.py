@@ -3,6 +3,8 @@
     batchgen run JOB.yaml [--set key.path=value ...]     run on a local Ray or the cluster in RAY_ADDRESS
     batchgen validate JOB.yaml [--show N]                check spec and input without an engine
     batchgen schema [job|input|output]                   print a JSON Schema
+    batchgen k8s JOB.yaml [--image I] [--replicas N]     render a KubeRay RayJob
+    batchgen submit|status|logs|stop|list                the Ray Jobs API (cli_cluster.py)
 """
 
 from __future__ import annotations
@@ -10,29 +12,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from batchgen.spec import JobSpec, SpecError, load_spec
+from batchgen import cli_cluster
+from batchgen.cli_common import JobFile, Overrides, fail, spec_or_exit
+from batchgen.spec import JobSpec, SpecError, parse_spec
 
 app = typer.Typer(help="Batch inference for reasoning LLMs on Ray Data and vLLM.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-
-JobFile = Annotated[Path, typer.Argument(help="job spec (YAML)", show_default=False)]
-Overrides = Annotated[list[str], typer.Option("--set", help="override a spec key: key.path=value (repeatable)")]
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"batchgen: {message}", err=True)
-    return typer.Exit(code)
-
-
-def spec_or_exit(job: Path, overrides: list[str]) -> JobSpec:
-    try:
-        return load_spec(job, overrides)
-    except SpecError as error:
-        raise fail(f"{job}: {error}", 2) from None
+for command in (cli_cluster.submit, cli_cluster.status, cli_cluster.logs, cli_cluster.stop, cli_cluster.list_jobs):
+    app.command(name=command.__name__.replace("_jobs", ""))(command)
 
 
 class Progress:
@@ -70,11 +61,24 @@ def _show_results(spec: JobSpec, count: int) -> None:
 
 
 @app.command()
-def run(job: JobFile, overrides: Overrides = [], show: Annotated[int, typer.Option(help="print N results")] = 0) -> None:
+def run(
+    job: Annotated[Optional[Path], typer.Argument(help="job spec (YAML)", show_default=False)] = None,
+    overrides: Overrides = [],
+    show: Annotated[int, typer.Option(help="print N results")] = 0,
+    spec_json: Annotated[Optional[str], typer.Option(help="the spec inline, as JSON (how `submit` sends it)")] = None,
+) -> None:
     """Run a job: read the input, generate on vLLM replicas, write results to output.uri."""
     from batchgen.pipeline import JobFailed, run as run_job
 
-    spec = spec_or_exit(job, overrides)
+    if (job is None) == (spec_json is None):
+        raise fail("run: give a job spec file or --spec-json, not both", 2)
+    if job is not None:
+        spec = spec_or_exit(job, overrides)
+    else:
+        try:
+            spec = parse_spec(json.loads(spec_json), overrides)
+        except (SpecError, json.JSONDecodeError) as error:
+            raise fail(f"--spec-json: {error}", 2) from None
     typer.echo(f"batchgen: running {spec.name}: {spec.input.uri} -> {spec.output.uri}", err=True)
     try:
         stats = run_job(spec, report=Progress())
@@ -111,6 +115,25 @@ def validate(job: JobFile, overrides: Overrides = [],
                f"{failed} would fail {dict(report.errors)}")
     if report.records and failed / report.records > spec.errors.max_fraction:
         raise fail(f"{failed} of {report.records} records would fail, more than errors.max_fraction {spec.errors.max_fraction}")
+
+
+@app.command()
+def k8s(
+    job: JobFile,
+    overrides: Overrides = [],
+    image: Annotated[str, typer.Option(help="container image with batchgen and vLLM")] = "",
+    replicas: Annotated[Optional[int], typer.Option(min=1, help="GPU worker pods (default: scaling.replicas)")] = None,
+) -> None:
+    """Render a KubeRay RayJob (and the ConfigMap holding the spec) for a job spec."""
+    from batchgen.k8s import DEFAULT_IMAGE, render_yaml
+    from batchgen.submit import check_portable
+
+    spec = spec_or_exit(job, overrides)
+    try:
+        check_portable(spec)
+    except SpecError as error:
+        raise fail(str(error), 2) from None
+    sys.stdout.write(render_yaml(spec, image or DEFAULT_IMAGE, replicas))
 
 
 @app.command()

@@ -45,16 +45,6 @@ def replica(toy_model_dir):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """A local Ray for the pipeline tests, started once."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 API server (moto's server mode) on loopback, and a bucket in it."""
     import s3fs

@@ -18,6 +18,16 @@ from tests.conftest import TEST_ENGINE, TEST_GRACE
 pytestmark = pytest.mark.engine
 
 
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray for this module only (the submission tests start a Ray head of their own)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 def job(input_uri, output_uri, **sections) -> JobSpec:
     return JobSpec.model_validate({
         "name": "test", "model": {"path": "toy:nemotron-h"}, "engine": TEST_ENGINE,
