@@ -132,8 +132,10 @@ def _init_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        # RAY_ADDRESS, when set, names the cluster; otherwise a local Ray is started for this job.
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=os.environ.get("BATCHGEN_ACTOR_LOGS") == "1")
+        # RAY_ADDRESS, when set, names the cluster; otherwise a local Ray is started for this job ("local":
+        # never a stray cluster that happens to run on this machine).
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local",
+                 log_to_driver=os.environ.get("BATCHGEN_ACTOR_LOGS") == "1")
 
 
 def _progress_actor():

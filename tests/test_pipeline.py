@@ -23,7 +23,7 @@ def ray_cluster():
     """A local Ray for this module only (the submission tests start a Ray head of their own)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
