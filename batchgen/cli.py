@@ -66,8 +66,10 @@ def run(
     overrides: Overrides = [],
     show: Annotated[int, typer.Option(help="print N results")] = 0,
     spec_json: Annotated[Optional[str], typer.Option(help="the spec inline, as JSON (how `submit` sends it)")] = None,
+    allow_changed_spec: Annotated[bool, typer.Option(help="resume onto output written with a different spec")] = False,
 ) -> None:
-    """Run a job: read the input, generate on vLLM replicas, write results to output.uri."""
+    """Run a job: read the input, generate on vLLM replicas, write results to output.uri. Run again onto
+    the same output, it resumes: finished records are skipped."""
     from batchgen.pipeline import JobFailed, run as run_job
 
     if (job is None) == (spec_json is None):
@@ -81,15 +83,19 @@ def run(
             raise fail(f"--spec-json: {error}", 2) from None
     typer.echo(f"batchgen: running {spec.name}: {spec.input.uri} -> {spec.output.uri}", err=True)
     try:
-        stats = run_job(spec, report=Progress())
+        stats = run_job(spec, report=Progress(), allow_changed_spec=allow_changed_spec)
     except (JobFailed, FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from None
     except Exception as error:  # the CLI's boundary: one clear line, not a Ray traceback
         raise fail(f"{type(error).__name__}: {error}") from None
     typer.echo("", err=True)
+    if stats.get("already_complete"):
+        typer.echo(f"batchgen: {spec.name} is already complete in {spec.output.uri}: nothing to do")
+        return
+    skipped = f", {stats['skipped_already_done']} already done before this run" if stats["skipped_already_done"] else ""
     typer.echo(
         f"batchgen: {stats['records']} records ({stats['ok']} ok, {stats['errors']} errors {stats['errors_by_code']}) "
-        f"in {stats['wall_time_s']:.1f} s, {stats['tokens_per_s']:,.1f} tokens/s; results in {spec.output.uri}"
+        f"in {stats['wall_time_s']:.1f} s, {stats['tokens_per_s']:,.1f} tokens/s{skipped}; results in {spec.output.uri}"
     )
     _show_results(spec, show)
 

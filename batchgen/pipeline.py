@@ -11,21 +11,22 @@ last, only when the share of failed records stayed within `errors.max_fraction`.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import PurePosixPath
 
 import pyarrow as pa
 
 from batchgen.outputs import OUTPUT_FIELDS, error_row
-from batchgen.records import INPUT_FIELDS, RecordError, parse_json_line, record_id
+from batchgen.records import INPUT_FIELDS, CrashLedger, FirstOccurrences, RecordError, fallback_id, parse_json_line
+from batchgen.resume import ResumeRefused, check_output, checkpoint_config, manifest
 from batchgen.spec import JobSpec
 from batchgen.storage import (
-    INDEX, INTERNAL_COLUMNS, LINE, SOURCE, STATS_FILE, SUCCESS_FILE, arrow_fs, data_files, filename_provider,
-    find_inputs, open_fs, ray_dataset, write_marker,
+    INDEX, INTERNAL_COLUMNS, JOB_FILE, LINE, SOURCE, STATS_FILE, SUCCESS_FILE, arrow_fs, data_files,
+    filename_provider, find_inputs, open_fs, ray_dataset, write_marker,
 )
 
 TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
@@ -42,14 +43,19 @@ class JobFailed(RuntimeError):
     """The job ran but must not be taken as a success (say, too many records failed)."""
 
 
-def fallback_id(source: str, index: int) -> str:
-    """The id of a record that has none: its file's name and its line (JSONL) or row (Parquet) number."""
-    return f"{PurePosixPath(source).name}:{index}"
+ENGINE_MAX_CRASHES = 3  # engine deaths a record may run through before it is written as an error row
 
 
-def decode_batch(batch: pa.Table) -> tuple[list[dict | RecordError], list[str], pa.Table]:
-    """Input rows as raw records (or why a line is not one), their ids, and the passthrough columns."""
-    sources, indexes = batch.column(SOURCE).to_pylist(), batch.column(INDEX).to_pylist()
+class TooManyErrors(RuntimeError):
+    """Raised in a replica to stop the job early: the share of failed records passed errors.max_fraction."""
+
+
+def decode_batch(
+    batch: pa.Table, duplicates: dict[tuple[str, int], RecordError] | None = None
+) -> tuple[list[dict | RecordError], list[str], pa.Table]:
+    """Input rows as raw records (or why a line is not one), their ids, and the passthrough columns.
+    `duplicates` ((file, number) -> error) turns later occurrences of an id into errors."""
+    ids = batch.column("id").to_pylist()
     if LINE in batch.column_names:  # JSONL: parse here, on the replica's worker, one error row per bad line
         records = [parse_json_line(line) for line in batch.column(LINE).to_pylist()]
         extras = [{k: v for k, v in r.items() if k not in INPUT_FIELDS} if isinstance(r, dict) else {} for r in records]
@@ -57,12 +63,29 @@ def decode_batch(batch: pa.Table) -> tuple[list[dict | RecordError], list[str], 
     else:  # Parquet: passthrough columns are sliced, not rebuilt, so they keep their Parquet types exactly
         keep = [c for c in batch.column_names if c not in INPUT_FIELDS and c not in INTERNAL_COLUMNS]
         passthrough = batch.select(keep)
-        records = batch.select([c for c in batch.column_names if c in INPUT_FIELDS]).to_pylist()
-    ids = [
-        record_id(r, fallback_id(s, i)) if isinstance(r, dict) else fallback_id(s, i)
-        for r, s, i in zip(records, sources, indexes)
-    ]
+        records = batch.select([c for c in batch.column_names if c in INPUT_FIELDS and c != "id"]).to_pylist()
+    if duplicates:
+        positions = zip(batch.column(SOURCE).to_pylist(), batch.column(INDEX).to_pylist())
+        records = [duplicates.get(where, r) for r, where in zip(records, positions)]
     return records, ids, passthrough
+
+
+def find_duplicates(id_blocks, files: list[str]) -> dict[tuple[str, int], RecordError]:
+    """From blocks of (id, file, number), the later occurrences of every id used more than once."""
+    rank = {path: n for n, path in enumerate(files)}
+    seen = FirstOccurrences()
+    for block in id_blocks:
+        sources, indexes = block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist()
+        seen.add(block.column("id").to_pylist(), [(rank[s], i) for s, i in zip(sources, indexes)])
+    return {
+        (files[rank_], number): RecordError(
+            "duplicate_id", f"id {rid!r} was already used at {fallback_id(files[first[0]], first[1])}")
+        for (rank_, number), (rid, first) in seen.later_occurrences().items()
+    }
+
+
+def id_columns(batch: pa.Table) -> pa.Table:
+    return batch.select(["id", SOURCE, INDEX])
 
 
 def assemble(rows: list[dict], passthrough: pa.Table) -> pa.Table:
@@ -76,25 +99,55 @@ def assemble(rows: list[dict], passthrough: pa.Table) -> pa.Table:
 class GenerateStage:
     """A Ray Data actor: hosts one Replica and turns a batch of input rows into the same number of output rows."""
 
-    def __init__(self, spec_json: str, progress=None):
+    def __init__(self, spec_json: str, progress, duplicates=None):
         from batchgen.replica import Replica
 
         spec = JobSpec.model_validate_json(spec_json)
         self.replica = Replica(spec.model, spec.engine, spec.budget, spec.defaults)
         self.progress = progress
+        self.duplicates = duplicates or {}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        records, ids, passthrough = decode_batch(batch)
+        import ray
+
+        from batchgen.replica import EngineDied
+
+        records, ids, passthrough = decode_batch(batch, self.duplicates)
         runnable = [i for i, r in enumerate(records) if isinstance(r, dict)]
         rows = [error_row(ids[i], self.replica.model_name, r) if isinstance(r, RecordError) else None
                 for i, r in enumerate(records)]
-        generated = self.replica.generate([records[i] for i in runnable], [ids[i] for i in runnable])
-        for i, row in zip(runnable, generated):
-            rows[i] = row
-        if self.progress is not None:
-            self.progress.add.remote(len(rows), sum(r["error"] is not None for r in rows),
-                                     sum(r["completion_tokens"] for r in rows))
+        try:
+            for i, row in zip(runnable, self._generate([records[i] for i in runnable], [ids[i] for i in runnable])):
+                rows[i] = row
+        except EngineDied:
+            # Only a new process can host a new engine: Ray restarts this actor and retries its batches.
+            os._exit(1)
+        verdict = ray.get(self.progress.add.remote(
+            len(rows), sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
+        if verdict:  # stop the job instead of burning GPU hours on a broken input
+            raise TooManyErrors(verdict)
         return assemble(rows, passthrough)
+
+    def _generate(self, records: list[dict], ids: list[str]) -> list[dict]:
+        import ray
+
+        if not any(ray.get(self.progress.peek.remote(ids))):
+            ray.get(self.progress.begin.remote(ids))
+            rows = self.replica.generate(records, ids)
+            self.progress.end.remote(ids)
+            return rows
+        # This batch was running when a replica died: one record at a time, so the one that kills the
+        # engine is found and, after max_crashes deaths, written as an error row instead of retried forever.
+        rows = []
+        for record, rid in zip(records, ids):
+            (crashes,) = ray.get(self.progress.begin.remote([rid]))
+            if crashes >= ENGINE_MAX_CRASHES:
+                error = RecordError("engine_crash", f"the engine died {crashes} times while this record ran")
+                rows.append(error_row(rid, self.replica.model_name, error))
+            else:
+                rows.extend(self.replica.generate([record], [rid]))
+            ray.get(self.progress.end.remote([rid]))
+        return rows
 
 
 def _same(table: pa.Table) -> pa.Table:
@@ -128,31 +181,62 @@ def collect_stats(fs, prefix: str, fmt: str) -> dict:
     }
 
 
+def _stats(spec: JobSpec, files: list[str], out_fs, out_path: str, started: float, skipped: int) -> dict:
+    wall = time.monotonic() - started
+    stats = {"job": spec.name, "model": spec.model.path, "input_files": len(files),
+             **collect_stats(out_fs, out_path, spec.output.format), "skipped_already_done": skipped,
+             "wall_time_s": round(wall, 2)}
+    stats["tokens_per_s"] = round(stats["completion_tokens"] / wall, 1) if wall else 0.0
+    return stats
+
+
 def _init_ray() -> None:
     import ray
 
     if not ray.is_initialized():
         # RAY_ADDRESS, when set, names the cluster; otherwise a local Ray is started for this job ("local":
-        # never a stray cluster that happens to run on this machine).
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local",
+        # never a stray cluster that happens to run on this machine). A local Ray gets at least 4 CPU slots:
+        # reader tasks, the checkpoint filter, replicas and writers each hold one, and on a 2-core machine
+        # they would wait on each other forever; the replicas' real work is the engine's, not the slot's.
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address or "local", num_cpus=None if address else max(4, os.cpu_count() or 1),
                  log_to_driver=os.environ.get("BATCHGEN_ACTOR_LOGS") == "1")
 
 
-def _progress_actor():
+def _progress_actor(max_fraction: float, min_records: int):
     import ray
 
     @ray.remote(num_cpus=0)
     class Progress:
+        """Counts what the replicas report; says when the share of failures means the job must stop; keeps
+        the crash ledger (which records were running when a replica died)."""
+
         def __init__(self):
             self.records = self.errors = self.tokens = 0
+            self.verdict = ""
+            self.ledger = CrashLedger(ENGINE_MAX_CRASHES)
 
-        def add(self, records: int, errors: int, tokens: int) -> None:
+        def peek(self, ids: list[str]) -> list[int]:
+            return self.ledger.peek(ids)
+
+        def begin(self, ids: list[str]) -> list[int]:
+            return self.ledger.begin(ids)
+
+        def end(self, ids: list[str]) -> None:
+            self.ledger.end(ids)
+
+        def add(self, records: int, errors: int, tokens: int) -> str:
             self.records += records
             self.errors += errors
             self.tokens += tokens
+            if not self.verdict and self.records >= min_records and self.errors > max_fraction * self.records:
+                self.verdict = (f"stopped early: {self.errors} of the first {self.records} records failed, "
+                                f"more than errors.max_fraction {max_fraction}")
+            return self.verdict
 
         def snapshot(self) -> dict:
-            return {"records": self.records, "errors": self.errors, "completion_tokens": self.tokens}
+            return {"records": self.records, "errors": self.errors, "completion_tokens": self.tokens,
+                    "verdict": self.verdict}
 
     return Progress.remote()
 
@@ -165,9 +249,11 @@ def _watch(progress, started: float, report: Callable[[dict], None], stop: threa
         report({**snapshot, "elapsed_s": time.monotonic() - started})
 
 
-def run(spec: JobSpec, report: Callable[[dict], None] | None = None) -> dict:
-    """Runs the job to completion and returns its stats; raises JobFailed when it must not count as done."""
-    from ray.data import ActorPoolStrategy, DataContext
+def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_changed_spec: bool = False) -> dict:
+    """Runs the job to completion and returns its stats; raises JobFailed when it must not count as done.
+    Run again onto the same output, it resumes: finished records are skipped, the rest run."""
+    import ray
+    from ray.data import DataContext
 
     from batchgen.models import TOY_MODEL, resolve_path
 
@@ -175,17 +261,59 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None) -> dict:
     in_fs, in_path = open_fs(spec.input.uri, spec.storage)
     files, fmt = find_inputs(in_fs, in_path, spec.input.format)
     out_fs, out_path = open_fs(spec.output.uri, spec.storage)
-    if data_files(out_fs, out_path):
-        raise JobFailed(f"output.uri {spec.output.uri} already holds results: write to a new prefix")
+    try:
+        state = check_output(spec, out_fs, out_path, allow_changed_spec)
+    except ResumeRefused as error:
+        raise JobFailed(str(error)) from None
+    if state == "done":
+        return {**json.loads(out_fs.cat_file(f"{out_path.rstrip('/')}/{STATS_FILE}")), "already_complete": True}
+    skipped = collect_stats(out_fs, out_path, spec.output.format)["records"] if state == "resume" else 0
+    write_marker(out_fs, out_path, JOB_FILE, manifest(spec))
     if spec.model.path == TOY_MODEL:
         resolve_path(TOY_MODEL)  # built once here, not by every replica at the same time
     _init_ray()
-    DataContext.get_current().enable_progress_bars = False
-    progress = _progress_actor()
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    progress = _progress_actor(spec.errors.max_fraction, spec.errors.min_records)
+    # Duplicates are judged on the whole input, finished records included, so this pass runs unfiltered.
+    id_blocks = ray_dataset(in_fs, files, fmt).map_batches(id_columns, batch_format="pyarrow")
+    duplicates = find_duplicates(id_blocks.iter_batches(batch_size=None, batch_format="pyarrow"), files)
+    stop = threading.Event()
+    if report:
+        threading.Thread(target=_watch, args=(progress, started, report, stop), daemon=True).start()
+    context.checkpoint_config = checkpoint_config(out_fs, out_path)
+    try:
+        generated = _generation(spec, ray_dataset(in_fs, files, fmt, frozenset(duplicates)), progress, duplicates)
+        writer = generated.write_parquet if spec.output.format == "parquet" else generated.write_json
+        writer(out_path, filesystem=arrow_fs(out_fs), filename_provider=filename_provider(spec.output.format))
+    except Exception:
+        verdict = ray.get(progress.snapshot.remote())["verdict"]
+        if not verdict:
+            raise
+        write_marker(out_fs, out_path, STATS_FILE, _stats(spec, files, out_fs, out_path, started, skipped))
+        raise JobFailed(verdict) from None
+    finally:
+        context.checkpoint_config = None
+        stop.set()
+    stats = _stats(spec, files, out_fs, out_path, started, skipped)
+    write_marker(out_fs, out_path, STATS_FILE, stats)
+    if stats["records"] and stats["errors"] / stats["records"] > spec.errors.max_fraction:
+        raise JobFailed(
+            f"{stats['errors']} of {stats['records']} records failed, more than errors.max_fraction "
+            f"{spec.errors.max_fraction}: {stats['errors_by_code']}"
+        )
+    write_marker(out_fs, out_path, SUCCESS_FILE)
+    return stats
+
+
+def _generation(spec: JobSpec, dataset, progress, duplicates):
+    """The input dataset through the replica pool, regrouped into file-sized blocks."""
+    from ray.data import ActorPoolStrategy
+
     scaling = spec.scaling
-    dataset = ray_dataset(in_fs, files, fmt).map_batches(
+    generated = dataset.map_batches(
         GenerateStage,
-        fn_constructor_args=(spec.model_dump_json(), progress),
+        fn_constructor_args=(spec.model_dump_json(), progress, duplicates),
         batch_size=scaling.batch_size,
         batch_format="pyarrow",
         # Several batches run in each actor at once, on threads (Replica.generate is thread-safe): the engine
@@ -201,30 +329,7 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None) -> dict:
         runtime_env={"env_vars": {"VLLM_USE_V2_MODEL_RUNNER": "0", "TOKENIZERS_PARALLELISM": "false",
                                   "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}},
     )
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(progress, started, report, stop), daemon=True) if report else None
-    if watcher:
-        watcher.start()
     # Regrouping output blocks into file-sized ones goes through Ray's block concatenation, which fills a
     # passthrough field that some JSONL records lack with nulls; Ray's Parquet writer would refuse to put
     # blocks whose columns differ into one file.
-    files_ds = dataset.map_batches(_same, batch_size=spec.output.min_rows_per_file, batch_format="pyarrow")
-    try:
-        writer = files_ds.write_parquet if spec.output.format == "parquet" else files_ds.write_json
-        writer(out_path, filesystem=arrow_fs(out_fs), filename_provider=filename_provider(spec.output.format))
-    finally:
-        stop.set()
-    wall = time.monotonic() - started
-    stats = {
-        "job": spec.name, "model": spec.model.path, "input_files": len(files), **collect_stats(out_fs, out_path, spec.output.format),
-        "wall_time_s": round(wall, 2),
-    }
-    stats["tokens_per_s"] = round(stats["completion_tokens"] / wall, 1) if wall else 0.0
-    write_marker(out_fs, out_path, STATS_FILE, stats)
-    if stats["records"] and stats["errors"] / stats["records"] > spec.errors.max_fraction:
-        raise JobFailed(
-            f"{stats['errors']} of {stats['records']} records failed, more than errors.max_fraction "
-            f"{spec.errors.max_fraction}: {stats['errors_by_code']}"
-        )
-    write_marker(out_fs, out_path, SUCCESS_FILE)
-    return stats
+    return generated.map_batches(_same, batch_size=spec.output.min_rows_per_file, batch_format="pyarrow")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -155,8 +156,26 @@ def record_id(raw: dict, fallback: str) -> str:
     return str(value)
 
 
-def normalize(raw: dict, defaults: RecordFields | None = None, fallback_id: str = "") -> Request | RecordError:
-    """Validates one raw record and applies the job's defaults (the record's own values win)."""
+def fallback_id(source: str, index: int) -> str:
+    """The id of a record that has none: its file's name and its line (JSONL) or row (Parquet) number."""
+    return f"{PurePosixPath(source).name}:{index}"
+
+
+def row_ids(raw_ids: list, source: str, numbers: list[int], duplicates: frozenset = frozenset()) -> list[str]:
+    """The output id of each input row: its own id as text, else file:number. A later occurrence of an id
+    (its (file, number) in `duplicates`) becomes `id@file:number`, so every output row's id is unique and a
+    resumed job can tell the two rows apart."""
+    ids = []
+    for raw, number in zip(raw_ids, numbers):
+        where = fallback_id(source, number)
+        rid = record_id({"id": raw}, where)
+        ids.append(f"{rid}@{where}" if (source, number) in duplicates else rid)
+    return ids
+
+
+def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | None = None) -> Request | RecordError:
+    """Validates one raw record and applies the job's defaults (the record's own values win). `row_id`, when
+    given, is the id the row gets (the pipeline's, which knows about fallbacks and duplicates)."""
     try:
         record = InputRecord.model_validate(raw)
     except ValidationError as error:
@@ -175,7 +194,7 @@ def normalize(raw: dict, defaults: RecordFields | None = None, fallback_id: str 
         messages = [{"role": "system", "content": record.system}, *messages]
     tools = pick("tools")
     return Request(
-        id=record_id(raw, fallback_id),
+        id=row_id if row_id is not None else record_id(raw, ""),
         messages=messages,
         tools=[t if isinstance(t, dict) else t.model_dump(exclude_none=True) for t in tools] if tools else None,
         reasoning=record.reasoning,
@@ -203,3 +222,54 @@ def parse_json_line(line: bytes) -> dict | RecordError:
     if not isinstance(value, dict):
         return RecordError("invalid_json", f"a record is a JSON object, got {type(value).__name__}")
     return value
+
+
+class FirstOccurrences:
+    """Finds the records whose id an earlier record (in file order, then line or row order) already used:
+    those are `duplicate_id` errors, and the first occurrence runs. Batches may arrive in any order; only
+    the best position per id and the later occurrences are kept."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[int, int]] = {}
+        self._later: dict[tuple[int, int], str] = {}
+
+    def add(self, record_ids: list[str], positions: list[tuple[int, int]]) -> None:
+        """`positions`: (file rank, line or row number) of each record."""
+        for rid, position in zip(record_ids, positions):
+            best = self._first.setdefault(rid, position)
+            if best == position:
+                continue
+            first, later = sorted((position, best))
+            self._first[rid] = first
+            self._later[later] = rid
+
+    def later_occurrences(self) -> dict[tuple[int, int], tuple[str, tuple[int, int]]]:
+        """Position of every later occurrence -> (its id, the first occurrence's position)."""
+        return {where: (rid, self._first[rid]) for where, rid in self._later.items()}
+
+
+class CrashLedger:
+    """Counts, per record, the engine deaths it was running through, so that a record which kills its
+    replica again and again ends as an error row instead of looping. A record begun and never ended was
+    running when its replica died (Ray restarts the replica and retries the batch)."""
+
+    def __init__(self, max_crashes: int = 3) -> None:
+        self.max_crashes = max_crashes
+        self._running: set[str] = set()
+        self._crashes: dict[str, int] = {}
+
+    def peek(self, record_ids: list[str]) -> list[int]:
+        """How many engine deaths each record has been through, counting a run that never ended."""
+        return [self._crashes.get(r, 0) + (r in self._running) for r in record_ids]
+
+    def begin(self, record_ids: list[str]) -> list[int]:
+        counts = self.peek(record_ids)
+        for rid, count in zip(record_ids, counts):
+            self._crashes[rid] = count
+            self._running.add(rid)
+        return counts
+
+    def end(self, record_ids: list[str]) -> None:
+        for rid in record_ids:
+            self._running.discard(rid)
+            self._crashes.pop(rid, None)

@@ -21,6 +21,10 @@ from batchgen.records import RecordError, RecordFields, normalize, record_id
 from batchgen.spec import BudgetSpec, ModelSpec
 
 
+class EngineDied(RuntimeError):
+    """The replica's engine process is gone: this replica cannot generate any more."""
+
+
 def _import_vllm():
     try:
         import vllm
@@ -91,14 +95,18 @@ class Replica:
         return list(await asyncio.gather(*(self._generate_one(raw, rid) for raw, rid in zip(records, ids))))
 
     async def _generate_one(self, raw: dict, rid: str) -> dict:
-        request = normalize(raw, self.defaults, fallback_id=rid)
+        request = normalize(raw, self.defaults, row_id=rid)
         if isinstance(request, RecordError):
             return error_row(rid, self.model_name, request)
         prepared = self.prompts.build(request)
         if isinstance(prepared, RecordError):
             return error_row(rid, self.model_name, prepared)
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         try:
             completion = await self._complete(prepared)
+        except EngineDeadError as exc:  # not this record's fault: the caller must restart the replica
+            raise EngineDied(str(exc)) from exc
         except ValueError as exc:  # vLLM refused the request's values
             return error_row(rid, self.model_name, RecordError("invalid_value", str(exc)), prepared.mode, len(prepared.prompt_ids))
         except Exception as exc:

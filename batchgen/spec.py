@@ -57,7 +57,9 @@ class InputSpec(Section):
 class OutputSpec(Section):
     uri: str = Field(description="directory prefix the results are written under")
     format: Literal["parquet", "jsonl"] = Field("parquet", description="data file format")
-    min_rows_per_file: int = Field(10_000, ge=1, description="fewer, larger files for data lakes")
+    min_rows_per_file: int = Field(
+        1000, ge=1, description="rows gathered per data file: larger files suit data lakes, smaller ones lose less on a crash"
+    )
 
 
 class ScalingSpec(Section):
@@ -70,6 +72,7 @@ class ScalingSpec(Section):
 
 class ErrorsSpec(Section):
     max_fraction: float = Field(0.1, ge=0, le=1, description="the job fails when a larger share of records fail")
+    min_records: int = Field(100, ge=1, description="the share is judged mid-job once this many records are done")
 
 
 class JobSpec(Section):

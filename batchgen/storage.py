@@ -22,10 +22,12 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+from batchgen.records import parse_json_line, row_ids
+
 SOURCE, INDEX, LINE = "__source", "__index", "__line"
 INTERNAL_COLUMNS = (SOURCE, INDEX, LINE)
 EXTENSIONS = {"jsonl": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".pq")}
-STATS_FILE, SUCCESS_FILE = "_stats.json", "_SUCCESS"
+STATS_FILE, SUCCESS_FILE, JOB_FILE = "_stats.json", "_SUCCESS", "_job.json"
 ROWS_PER_BLOCK = 1024
 
 
@@ -65,18 +67,23 @@ def find_inputs(fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> tuple[lis
     return files, fmt
 
 
-def jsonl_blocks(stream, path: str) -> Iterator[pa.Table]:
-    """Non-empty lines as raw bytes with their 1-based line numbers."""
+def jsonl_blocks(stream, path: str, duplicates: frozenset = frozenset()) -> Iterator[pa.Table]:
+    """Non-empty lines as raw bytes with their 1-based line numbers and row ids."""
     lines, numbers = [], []
     for number, line in enumerate(_lines(stream), start=1):
         if line.strip():
             lines.append(line.rstrip(b"\r\n"))
             numbers.append(number)
         if len(lines) == ROWS_PER_BLOCK:
-            yield _block(path, numbers, {LINE: pa.array(lines, pa.binary())})
+            yield _jsonl_block(path, numbers, lines, duplicates)
             lines, numbers = [], []
     if lines:
-        yield _block(path, numbers, {LINE: pa.array(lines, pa.binary())})
+        yield _jsonl_block(path, numbers, lines, duplicates)
+
+
+def _jsonl_block(path: str, numbers: list[int], lines: list[bytes], duplicates: frozenset) -> pa.Table:
+    raw_ids = [r.get("id") if isinstance(r := parse_json_line(line), dict) else None for line in lines]
+    return _block(path, numbers, row_ids(raw_ids, path, numbers, duplicates), {LINE: pa.array(lines, pa.binary())})
 
 
 def _lines(stream) -> Iterator[bytes]:
@@ -89,27 +96,31 @@ def _lines(stream) -> Iterator[bytes]:
         yield pending
 
 
-def parquet_blocks(stream, path: str) -> Iterator[pa.Table]:
-    """Rows with their 0-based row numbers; every column keeps its Parquet type."""
+def parquet_blocks(stream, path: str, duplicates: frozenset = frozenset()) -> Iterator[pa.Table]:
+    """Rows with their 0-based row numbers and row ids; every other column keeps its Parquet type."""
     first = 0
     for batch in pq.ParquetFile(stream).iter_batches(batch_size=ROWS_PER_BLOCK):
         table = pa.Table.from_batches([batch])
         numbers = list(range(first, first + table.num_rows))
         first += table.num_rows
-        yield _block(path, numbers, dict(zip(table.column_names, table.columns)))
+        raw_ids = table.column("id").to_pylist() if "id" in table.column_names else [None] * table.num_rows
+        columns = {name: table.column(name) for name in table.column_names if name != "id"}
+        yield _block(path, numbers, row_ids(raw_ids, path, numbers, duplicates), columns)
 
 
-def _block(path: str, numbers: list[int], columns: dict) -> pa.Table:
-    return pa.table({SOURCE: pa.array([path] * len(numbers)), INDEX: pa.array(numbers, pa.int64()), **columns})
+def _block(path: str, numbers: list[int], ids: list[str], columns: dict) -> pa.Table:
+    # The string `id` column exists from the read on: Ray Data's checkpointing filters finished rows by it.
+    return pa.table({"id": pa.array(ids, pa.string()), SOURCE: pa.array([path] * len(numbers)),
+                     INDEX: pa.array(numbers, pa.int64()), **columns})
 
 
-def read_blocks(fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> Iterator[pa.Table]:
+def read_blocks(fs: fsspec.AbstractFileSystem, path: str, fmt: str, duplicates: frozenset = frozenset()) -> Iterator[pa.Table]:
     """The same rows the Ray readers give, read here in-process (for `batchgen validate`)."""
     with fs.open(path, "rb") as stream:
-        yield from (jsonl_blocks if fmt == "jsonl" else parquet_blocks)(stream, path)
+        yield from (jsonl_blocks if fmt == "jsonl" else parquet_blocks)(stream, path, duplicates)
 
 
-def ray_dataset(fs: fsspec.AbstractFileSystem, files: list[str], fmt: str):
+def ray_dataset(fs: fsspec.AbstractFileSystem, files: list[str], fmt: str, duplicates: frozenset = frozenset()):
     """A Ray Dataset over the input files (streamed: nothing is materialized on the driver)."""
     import ray.data
     from ray.data.datasource import FileBasedDatasource
@@ -118,7 +129,7 @@ def ray_dataset(fs: fsspec.AbstractFileSystem, files: list[str], fmt: str):
 
     class RecordsDatasource(FileBasedDatasource):
         def _read_stream(self, f, path):
-            yield from read(f, path)
+            yield from read(f, path, duplicates)
 
         def _open_input_source(self, filesystem, path, **open_args):
             # Parquet needs a seekable file (its footer comes first); JSONL is read as a stream.
@@ -139,11 +150,17 @@ def filename_provider(extension: str):
 
 
 def data_files(fs: fsspec.AbstractFileSystem, prefix: str) -> list[str]:
+    """The data files under an output prefix (not the `_`-prefixed ones batchgen keeps beside them)."""
     if not fs.exists(prefix):
         return []
-    return sorted(f for f in fs.find(prefix) if _format_of(f) and not PurePosixPath(f).name.startswith("_"))
+    prefix = prefix.rstrip("/")
+    return sorted(
+        f for f in fs.find(prefix)
+        if _format_of(f) and not any(part.startswith("_") for part in PurePosixPath(f[len(prefix):]).parts)
+    )
 
 
 def write_marker(fs: fsspec.AbstractFileSystem, prefix: str, name: str, payload: dict | None = None) -> None:
+    fs.makedirs(prefix, exist_ok=True)
     with fs.open(f"{prefix.rstrip('/')}/{name}", "w") as handle:
         handle.write(json.dumps(payload, indent=2) + "\n" if payload is not None else "")

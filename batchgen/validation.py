@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from batchgen.models import context_length, load_tokenizer, profile_for, resolve_path
-from batchgen.pipeline import decode_batch
+from batchgen.pipeline import decode_batch, find_duplicates
 from batchgen.prompting import EngineInput, PromptBuilder
 from batchgen.records import RecordError, normalize
 from batchgen.spec import JobSpec
@@ -32,12 +32,13 @@ def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
         tokenizer, profile_for(spec.model, tokenizer), spec.budget, context_length(spec.model, model_path, spec.engine)
     )
     report = Report(files)
+    duplicates = find_duplicates((block for file in files for block in read_blocks(fs, file, fmt)), files)
     for file in files:
-        for block in read_blocks(fs, file, fmt):
-            records, ids, _ = decode_batch(block)
+        for block in read_blocks(fs, file, fmt, frozenset(duplicates)):
+            records, ids, _ = decode_batch(block, duplicates)
             for raw, rid in zip(records, ids):
                 report.records += 1
-                outcome = raw if isinstance(raw, RecordError) else normalize(raw, spec.defaults, rid)
+                outcome = raw if isinstance(raw, RecordError) else normalize(raw, spec.defaults, row_id=rid)
                 if not isinstance(outcome, RecordError):
                     outcome = builder.build(outcome)
                 if isinstance(outcome, RecordError):

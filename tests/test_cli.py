@@ -33,7 +33,8 @@ def test_validate_reports_bad_records_and_renders_prompts(tmp_path):
     assert result.exit_code == 0, result.output
     assert "<SPECIAL_11>User\nRepeat the word apple.\n<SPECIAL_11>Assistant\n<think>\n" in result.output
     assert "bad record bad-1: invalid_type: max_tokens" in result.output
-    assert "36 records, 2 would fail" in result.output
+    assert "bad record echo-0@demo-prompts.jsonl:37: duplicate_id: id 'echo-0' was already used at demo-prompts.jsonl:1" in result.output
+    assert "37 records, 3 would fail" in result.output
 
 
 def test_validate_fails_when_too_many_records_would_fail():
@@ -73,10 +74,10 @@ def test_run_as_a_subprocess(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "36 records (34 ok, 2 errors" in proc.stdout
+    assert "37 records (34 ok, 3 errors" in proc.stdout
     shown = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     demo_ids = {json.loads(line)["id"] for line in (ROOT / "jobs" / "demo-prompts.jsonl").read_text().splitlines()}
     assert len(shown) == 2 and {row["id"] for row in shown} <= demo_ids
     stats = json.loads((out / "_stats.json").read_text())
-    assert stats["records"] == 36 and (out / "_SUCCESS").exists()
+    assert stats["records"] == 37 and (out / "_SUCCESS").exists()
     assert "records done" in proc.stderr  # the progress display

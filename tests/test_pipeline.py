@@ -23,7 +23,7 @@ def ray_cluster():
     """A local Ray for this module only (the submission tests start a Ray head of their own)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -53,6 +53,7 @@ JSONL_LINES = [
     json.dumps([1, 2]),
     json.dumps({"id": "t-1", "prompt": corpus.weather_prompt("Oslo"), "tools": corpus.TOOLS}),
     json.dumps({"id": "bad", "prompt": "x", "max_tokens": 0}),
+    json.dumps({"id": "1", "prompt": corpus.echo_prompt("river")}),  # id 1 again (as text): a duplicate
 ]
 
 
@@ -68,16 +69,18 @@ def jsonl_run(tmp_path_factory, ray_cluster):
 def test_jsonl_in_parquet_out_one_row_per_record(jsonl_run):
     out, stats = jsonl_run
     table = read_rows(out)
+    duplicate = [r for r in table.to_pylist() if (r["error"] or "").startswith("duplicate_id")]
+    assert [d["id"] for d in duplicate] == ["1@prompts.jsonl:9"] and "already used at prompts.jsonl:1" in duplicate[0]["error"]
     rows = {r["id"]: r for r in table.to_pylist()}
-    assert table.num_rows == 8 == len(rows)  # 8 non-empty lines, each exactly once
-    assert set(rows) == {"1", "s-1", "prompts.jsonl:4", "prompts.jsonl:5", "prompts.jsonl:6", "t-1", "bad", "prompts.jsonl:9"}
+    assert table.num_rows == 9 == len(rows)  # 9 non-empty lines, each exactly once, each id unique
+    assert set(rows) == {"1", "1@prompts.jsonl:9", "s-1", "prompts.jsonl:4", "prompts.jsonl:5", "prompts.jsonl:6", "t-1", "bad", "prompts.jsonl:10"}
     assert rows["1"]["content"] and rows["1"]["reasoning"] == "off"
     assert rows["s-1"]["thinking_budget_hit"] and rows["s-1"]["reasoning_content"].startswith("Step 1:")
     assert rows["t-1"]["finish_reason"] == "tool_calls" and rows["t-1"]["tool_calls"][0]["name"].startswith("get_")
     assert rows["prompts.jsonl:5"]["error"] is None
     codes = {rid: (r["error"] or "").split(":")[0] for rid, r in rows.items()}
     assert codes["prompts.jsonl:4"] == "invalid_json" and codes["prompts.jsonl:6"] == "invalid_json"
-    assert codes["prompts.jsonl:9"] == "invalid_utf8" and codes["bad"] == "out_of_range"
+    assert codes["prompts.jsonl:10"] == "invalid_utf8" and codes["bad"] == "out_of_range"
     for row in rows.values():
         OutputRecord.model_validate(row)
 
@@ -95,8 +98,8 @@ def test_stats_and_success_marker(jsonl_run):
     out, stats = jsonl_run
     written = json.loads((out / "_stats.json").read_text())
     assert written == stats
-    assert (written["records"], written["ok"], written["errors"]) == (8, 4, 4)
-    assert written["errors_by_code"] == {"invalid_json": 2, "invalid_utf8": 1, "out_of_range": 1}
+    assert (written["records"], written["ok"], written["errors"]) == (9, 4, 5)
+    assert written["errors_by_code"] == {"duplicate_id": 1, "invalid_json": 2, "invalid_utf8": 1, "out_of_range": 1}
     assert written["completion_tokens"] > written["reasoning_tokens"] > 0 and written["tokens_per_s"] > 0
     assert (out / "_SUCCESS").exists()
     assert all(p.name.startswith("_") or (p.name.startswith("part-") and p.suffix == ".parquet") for p in out.iterdir())
@@ -116,7 +119,7 @@ def test_a_data_lake_client_reads_the_parquet(jsonl_run):
     ((count, errors, tool_name),) = con.execute(
         f"SELECT count(*), count(error), max(tool_calls[1].name) FROM read_parquet('{glob}', union_by_name=true)"
     ).fetchall()
-    assert (count, errors) == (8, 4) and tool_name.startswith("get_")
+    assert (count, errors) == (9, 5) and tool_name.startswith("get_")
 
 
 def test_the_output_prefix_is_never_overwritten(jsonl_run, tmp_path):
@@ -172,3 +175,14 @@ def test_parquet_on_s3_in_and_out_keeps_nested_types(s3_endpoint, ray_cluster):
     for name in ("info", "labels", "day"):
         assert out.schema.field(name).type == table.schema.field(name).type
     assert out.sort_by("id").column("info").to_pylist() == table.column("info").to_pylist()
+
+
+def test_a_broken_input_stops_the_job_early(tmp_path, ray_cluster):
+    lines = [json.dumps({"id": f"bad-{i}", "prompt": "x", "temperature": -1}) for i in range(40)]
+    lines += [json.dumps({"id": f"ok-{i}", "prompt": corpus.echo_prompt("apple"), "reasoning": "off"}) for i in range(8)]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    spec = job(tmp_path / "in.jsonl", tmp_path / "out", errors={"max_fraction": 0.5, "min_records": 4})
+    with pytest.raises(JobFailed, match=r"stopped early: \d+ of the first \d+ records failed"):
+        run(spec)
+    stats = json.loads((tmp_path / "out" / "_stats.json").read_text())
+    assert stats["records"] < 48 and not (tmp_path / "out" / "_SUCCESS").exists()

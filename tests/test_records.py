@@ -2,7 +2,7 @@
 
 import pytest
 
-from batchgen.records import RecordError, RecordFields, Request, normalize
+from batchgen.records import CrashLedger, FirstOccurrences, RecordError, RecordFields, Request, normalize
 
 
 def test_prompt_becomes_a_user_turn_with_system_first():
@@ -68,3 +68,21 @@ def test_assistant_tool_calls_without_content_are_valid():
         {"role": "tool", "content": "sunny"},
     ]}
     assert isinstance(normalize(raw), Request)
+
+
+def test_first_occurrence_wins_whatever_order_batches_arrive_in():
+    seen = FirstOccurrences()
+    seen.add(["a", "b"], [(1, 5), (1, 6)])  # a later file's batch first
+    seen.add(["a", "c", "a"], [(0, 9), (0, 10), (1, 2)])
+    assert seen.later_occurrences() == {(1, 5): ("a", (0, 9)), (1, 2): ("a", (0, 9))}
+
+
+def test_crash_ledger_counts_only_runs_that_never_ended():
+    ledger = CrashLedger()
+    assert ledger.begin(["a", "b"]) == [0, 0]
+    ledger.end(["b"])  # b finished; a was running when the replica died
+    assert ledger.peek(["a", "b", "c"]) == [1, 0, 0]
+    assert ledger.begin(["a"]) == [1]
+    assert ledger.begin(["a"]) == [2]  # died again
+    ledger.end(["a"])
+    assert ledger.peek(["a"]) == [0]

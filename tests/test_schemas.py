@@ -27,4 +27,4 @@ def test_demo_prompts_match_the_input_schema_except_the_deliberately_bad_ones():
     schema = json.loads(schema_text("input"))
     lines = (ROOT / "jobs" / "demo-prompts.jsonl").read_text().splitlines()
     invalid = [json.loads(l)["id"] for l in lines if not jsonschema.Draft202012Validator(schema).is_valid(json.loads(l))]
-    assert invalid == ["bad-1"]  # bad-2 lacks a prompt: a cross-field rule the schema cannot state
+    assert invalid == ["bad-1"]  # bad-2 lacks a prompt, a cross-field rule; duplicates span records

@@ -34,7 +34,7 @@ def head(tmp_path_factory):
     env.pop("RAY_ADDRESS", None)
     subprocess.run(
         [VENV_BIN / "ray", "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+         f"--dashboard-port={dashboard}", "--num-cpus=4", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
         env=env, check=True, capture_output=True, timeout=180,
     )
     try:
@@ -86,11 +86,11 @@ def test_submit_the_demo_and_wait_for_success(head, tmp_path):
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "demo-wait"
-    assert "demo-wait SUCCEEDED" in proc.stderr and "36 records" in proc.stderr  # the job's own log, streamed
-    assert json.loads((out / "_stats.json").read_text())["records"] == 36 and (out / "_SUCCESS").exists()
+    assert "demo-wait SUCCEEDED" in proc.stderr and "37 records" in proc.stderr  # the job's own log, streamed
+    assert json.loads((out / "_stats.json").read_text())["records"] == 37 and (out / "_SUCCESS").exists()
     print(f"submit to SUCCEEDED: {elapsed:.1f} s")
     assert batchgen("status", "demo-wait", "--address", head).stdout.strip() == "SUCCEEDED"
-    assert "36 records" in batchgen("logs", "demo-wait", "--address", head).stdout
+    assert "37 records" in batchgen("logs", "demo-wait", "--address", head).stdout
     listed = batchgen("list", "--address", head).stdout
     assert "demo-wait\tSUCCEEDED\tdemo" in listed
 
