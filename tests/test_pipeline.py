@@ -55,13 +55,28 @@ JSONL_LINES = [
     json.dumps({"id": "bad", "prompt": "x", "max_tokens": 0}),
     json.dumps({"id": "1", "prompt": corpus.echo_prompt("river")}),  # id 1 again (as text): a duplicate
 ]
+# One of every other kind of bad record: (id, record, expected code).
+BAD_RECORDS = [
+    ("both", {"prompt": "a", "messages": [{"role": "user", "content": "b"}]}, "conflicting_prompt"),
+    ("empty", {"messages": []}, "empty_messages"),
+    ("role", {"messages": [{"role": "robot", "content": "x"}]}, "unknown_role"),
+    ("content", {"messages": [{"role": "user", "content": ["x"]}]}, "invalid_content"),
+    ("type", {"prompt": "x", "max_tokens": "abc"}, "invalid_type"),
+    ("budget", {"prompt": "x", "max_thinking_tokens": -5}, "out_of_range"),
+    ("temp", {"prompt": "x", "temperature": -0.1}, "out_of_range"),
+    ("mode", {"prompt": "x", "reasoning": "sometimes"}, "invalid_value"),
+    ("tools", {"prompt": "x", "tools": {"name": "f"}}, "invalid_tools"),
+    ("long", {"prompt": "word " * 3000}, "prompt_too_long"),
+]
 
 
 @pytest.fixture(scope="module")
 def jsonl_run(tmp_path_factory, ray_cluster):
     root = tmp_path_factory.mktemp("jsonl")
     source = root / "prompts.jsonl"
-    source.write_bytes("\n".join(JSONL_LINES).encode() + b"\n" + b'{"id": "u", "prompt": "caf\xe9"}\n')
+    bad = [json.dumps({"id": rid, **record}) for rid, record, _ in BAD_RECORDS]
+    source.write_bytes("\n".join(JSONL_LINES).encode() + b"\n" + b'{"id": "u", "prompt": "caf\xe9"}\n'
+                       + "\n".join(bad).encode() + b"\n")
     stats = run(job(source, root / "out", errors={"max_fraction": 0.9}))
     return root / "out", stats
 
@@ -72,8 +87,11 @@ def test_jsonl_in_parquet_out_one_row_per_record(jsonl_run):
     duplicate = [r for r in table.to_pylist() if (r["error"] or "").startswith("duplicate_id")]
     assert [d["id"] for d in duplicate] == ["1@prompts.jsonl:9"] and "already used at prompts.jsonl:1" in duplicate[0]["error"]
     rows = {r["id"]: r for r in table.to_pylist()}
-    assert table.num_rows == 9 == len(rows)  # 9 non-empty lines, each exactly once, each id unique
-    assert set(rows) == {"1", "1@prompts.jsonl:9", "s-1", "prompts.jsonl:4", "prompts.jsonl:5", "prompts.jsonl:6", "t-1", "bad", "prompts.jsonl:10"}
+    assert table.num_rows == 19 == len(rows)  # 19 non-empty lines, each exactly once, each id unique
+    assert set(rows) == {"1", "1@prompts.jsonl:9", "s-1", "prompts.jsonl:4", "prompts.jsonl:5", "prompts.jsonl:6",
+                         "t-1", "bad", "prompts.jsonl:10"} | {rid for rid, _, _ in BAD_RECORDS}
+    for rid, _, code in BAD_RECORDS:
+        assert rows[rid]["error"].startswith(f"{code}: ") and rows[rid]["finish_reason"] == "error", rows[rid]
     assert rows["1"]["content"] and rows["1"]["reasoning"] == "off"
     assert rows["s-1"]["thinking_budget_hit"] and rows["s-1"]["reasoning_content"].startswith("Step 1:")
     assert rows["t-1"]["finish_reason"] == "tool_calls" and rows["t-1"]["tool_calls"][0]["name"].startswith("get_")
@@ -98,8 +116,12 @@ def test_stats_and_success_marker(jsonl_run):
     out, stats = jsonl_run
     written = json.loads((out / "_stats.json").read_text())
     assert written == stats
-    assert (written["records"], written["ok"], written["errors"]) == (9, 4, 5)
-    assert written["errors_by_code"] == {"duplicate_id": 1, "invalid_json": 2, "invalid_utf8": 1, "out_of_range": 1}
+    assert (written["records"], written["ok"], written["errors"]) == (19, 4, 15)
+    assert written["errors_by_code"] == {
+        "conflicting_prompt": 1, "duplicate_id": 1, "empty_messages": 1, "invalid_content": 1, "invalid_json": 2,
+        "invalid_tools": 1, "invalid_type": 1, "invalid_utf8": 1, "invalid_value": 1, "out_of_range": 3,
+        "prompt_too_long": 1, "unknown_role": 1,
+    }
     assert written["completion_tokens"] > written["reasoning_tokens"] > 0 and written["tokens_per_s"] > 0
     assert (out / "_SUCCESS").exists()
     assert all(p.name.startswith("_") or (p.name.startswith("part-") and p.suffix == ".parquet") for p in out.iterdir())
@@ -119,14 +141,19 @@ def test_a_data_lake_client_reads_the_parquet(jsonl_run):
     ((count, errors, tool_name),) = con.execute(
         f"SELECT count(*), count(error), max(tool_calls[1].name) FROM read_parquet('{glob}', union_by_name=true)"
     ).fetchall()
-    assert (count, errors) == (9, 5) and tool_name.startswith("get_")
+    assert (count, errors) == (19, 15) and tool_name.startswith("get_")
 
 
-def test_the_output_prefix_is_never_overwritten(jsonl_run, tmp_path):
+def test_another_jobs_output_is_never_added_to(jsonl_run, tmp_path):
     out, _ = jsonl_run
     (tmp_path / "x.jsonl").write_text(JSONL_LINES[0] + "\n")
-    with pytest.raises(JobFailed, match="already holds results"):
-        run(job(tmp_path / "x.jsonl", out))
+    with pytest.raises(JobFailed, match=r"holds results of a different spec \(changed: defaults\)"):
+        run(job(tmp_path / "x.jsonl", out, defaults={"max_tokens": 5}))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    pq.write_table(pa.table({"x": [1]}), foreign / "data.parquet")
+    with pytest.raises(JobFailed, match="holds data files that no batchgen job wrote"):
+        run(job(tmp_path / "x.jsonl", foreign))
 
 
 def test_parquet_in_jsonl_out_and_too_many_errors_fail_the_job(tmp_path, ray_cluster):

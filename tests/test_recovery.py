@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import fsspec
 import psutil
 import pyarrow.parquet as pq
 import pytest
@@ -49,12 +50,20 @@ def start(job: Path, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def output_ids(out: Path) -> list[str]:
-    return [i for f in sorted(out.glob("*.parquet")) for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+def output_ids(out, fs=None) -> list[str]:
+    """The ids in the committed data files under `out` (a local path, or a bucket path on `fs`)."""
+    fs = fs or fsspec.filesystem("file")
+    fs.invalidate_cache()  # s3fs caches listings; this is polled while another process writes
+    files = sorted(f for f in fs.glob(f"{out}/*.parquet"))
+    ids = []
+    for f in files:
+        with fs.open(f, "rb") as handle:
+            ids += pq.read_table(handle, columns=["id"]).column("id").to_pylist()
+    return ids
 
 
-def committed(out: Path) -> int:
-    return len(output_ids(out))
+def committed(out, fs=None) -> int:
+    return len(output_ids(out, fs))
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -62,7 +71,7 @@ def wait_until(predicate, timeout: float, what: str):
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -77,27 +86,36 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path):
-    out = tmp_path / "out"
-    job = write_job(tmp_path, 120, str(out))
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, where, request):
+    if where == "s3":
+        import s3fs
+
+        endpoint = request.getfixturevalue("s3_endpoint")
+        fs, out = s3fs.S3FileSystem(endpoint_url=endpoint), f"batchgen-test/recovery-{tmp_path.name}"
+        job = write_job(tmp_path, 400, f"s3://{out}/", storage={"endpoint_url": endpoint})
+    else:
+        fs, out = fsspec.filesystem("file"), str(tmp_path / "out")
+        job = write_job(tmp_path, 400, out)
     first = start(job)
-    wait_until(lambda: committed(out) >= 16, 600, "some committed output")
+    wait_until(lambda: committed(out, fs) >= 16, 600, "some committed output")
     kill_group(first)
-    before = committed(out)
-    assert 16 <= before < 120 and not (out / "_SUCCESS").exists()
+    before = committed(out, fs)
+    assert 16 <= before < 400 and not fs.exists(f"{out}/_SUCCESS")
     second = subprocess.run([sys.executable, "-m", "batchgen.cli", "run", str(job)], cwd=ROOT, capture_output=True,
                             text=True, timeout=900, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     assert second.returncode == 0, second.stderr[-3000:]
-    ids = output_ids(out)
-    assert sorted(ids) == sorted(f"r{i}" for i in range(120))  # complete, and each id exactly once
-    stats = json.loads((out / "_stats.json").read_text())
-    assert stats["records"] == 120 and stats["skipped_already_done"] >= before
-    assert (out / "_SUCCESS").exists()
+    ids = output_ids(out, fs)
+    assert sorted(ids) == sorted(f"r{i}" for i in range(400))  # complete, and each id exactly once
+    fs.invalidate_cache()
+    stats = json.loads(fs.cat_file(f"{out}/_stats.json"))
+    assert stats["records"] == 400 and stats["skipped_already_done"] >= before
+    assert fs.exists(f"{out}/_SUCCESS")
 
 
 def test_a_killed_engine_is_restarted_and_its_records_retried(tmp_path):
     out = tmp_path / "out"
-    job = write_job(tmp_path, 64, str(out))
+    job = write_job(tmp_path, 300, str(out))
     proc = start(job)
 
     def engines():  # this job's engine processes only: descendants of its driver
@@ -110,7 +128,7 @@ def test_a_killed_engine_is_restarted_and_its_records_retried(tmp_path):
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
     ids = output_ids(out)
-    assert sorted(ids) == sorted(f"r{i}" for i in range(64))
+    assert sorted(ids) == sorted(f"r{i}" for i in range(300))
     rows = [r for f in sorted(out.glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
     assert not [r for r in rows if r["error"]], "no record may pay for the engine's death"
 
@@ -123,6 +141,7 @@ def test_a_changed_spec_is_refused_and_a_finished_job_is_not_redone(tmp_path):
                                     capture_output=True, text=True, timeout=900, env=env)
     assert run().returncode == 0
     mtimes = {f: f.stat().st_mtime for f in out.glob("*.parquet")}
+    assert mtimes
     again = run()
     assert again.returncode == 0 and "already complete" in again.stdout
     assert {f: f.stat().st_mtime for f in out.glob("*.parquet")} == mtimes
