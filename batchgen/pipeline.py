@@ -25,8 +25,8 @@ from batchgen.records import INPUT_FIELDS, CrashLedger, FirstOccurrences, Record
 from batchgen.resume import ResumeRefused, check_output, checkpoint_config, manifest
 from batchgen.spec import JobSpec
 from batchgen.storage import (
-    INDEX, INTERNAL_COLUMNS, JOB_FILE, LINE, SOURCE, STATS_FILE, SUCCESS_FILE, arrow_fs, data_files,
-    filename_provider, find_inputs, open_fs, ray_dataset, write_marker,
+    INDEX, INTERNAL_COLUMNS, JOB_FILE, LINE, SOURCE, STATS_FILE, SUCCESS_FILE, arrow_fs, clear_staging,
+    data_files, filename_provider, find_inputs, open_fs, ray_dataset, write_marker,
 )
 
 TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
@@ -267,6 +267,7 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_chang
         raise JobFailed(str(error)) from None
     if state == "done":
         return {**json.loads(out_fs.cat_file(f"{out_path.rstrip('/')}/{STATS_FILE}")), "already_complete": True}
+    clear_staging(out_fs, out_path)
     skipped = collect_stats(out_fs, out_path, spec.output.format)["records"] if state == "resume" else 0
     write_marker(out_fs, out_path, JOB_FILE, manifest(spec))
     if spec.model.path == TOY_MODEL:

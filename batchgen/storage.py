@@ -35,8 +35,53 @@ def open_fs(uri: str, options: dict | None = None) -> tuple[fsspec.AbstractFileS
     return url_to_fs(uri, **(options or {}))
 
 
+STAGING_PREFIX = "_writing."
+
+
+class _CommitOnClose:
+    """A file written under a hidden `_writing.` name and moved to its real name when closed."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str):
+        self._fs, self._path = fs, path
+        parent, name = path.rsplit("/", 1)
+        self._staging = f"{parent}/{STAGING_PREFIX}{name}"
+        self._file = fs.open(self._staging, "wb")
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+            self._fs.mv(self._staging, self._path)
+
+
+class _StagedWritesHandler(FSSpecHandler):
+    """On a local filesystem a file is visible while it is written; data files are staged and renamed
+    (atomic on POSIX), so a reader never sees half of one. Object stores need no help: an upload becomes
+    visible only when complete."""
+
+    def open_output_stream(self, path, metadata):
+        if _format_of(path):
+            return pa.PythonFile(_CommitOnClose(self.fs, path), mode="w")
+        return super().open_output_stream(path, metadata)
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
 def arrow_fs(fs: fsspec.AbstractFileSystem) -> pa.fs.FileSystem:
-    return PyFileSystem(FSSpecHandler(fs))
+    return PyFileSystem(_StagedWritesHandler(fs) if _is_local(fs) else FSSpecHandler(fs))
+
+
+def clear_staging(fs: fsspec.AbstractFileSystem, prefix: str) -> None:
+    """Removes the staged files a crash left half-written (never visible as data files)."""
+    if fs.exists(prefix):
+        for path in fs.find(prefix):
+            if PurePosixPath(path).name.startswith(STAGING_PREFIX):
+                fs.rm(path)
 
 
 def _format_of(path: str) -> str | None:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from batchgen.storage import data_files
 from batchgen.toy import corpus
 from tests.conftest import TEST_ENGINE
 
@@ -54,7 +55,7 @@ def output_ids(out, fs=None) -> list[str]:
     """The ids in the committed data files under `out` (a local path, or a bucket path on `fs`)."""
     fs = fs or fsspec.filesystem("file")
     fs.invalidate_cache()  # s3fs caches listings; this is polled while another process writes
-    files = sorted(f for f in fs.glob(f"{out}/*.parquet"))
+    files = data_files(fs, str(out))  # what a reader should take: not the `_`-prefixed files
     ids = []
     for f in files:
         with fs.open(f, "rb") as handle:
