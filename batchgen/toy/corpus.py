@@ -4,7 +4,8 @@ Each kind of conversation teaches one behaviour that tests and the demo rely on,
 reasoning lines, then `</think>`, then an answer (`echo`); a direct answer when the prompt ends in
 `<think></think>` (every kind, thinking off); long multi-line reasoning so budgets bite (`steps`); one long
 line without a newline so the grace rule bites (`ramble`); a `<TOOLCALL>` when tools are offered (`tools`).
-The prompts in `PROMPTS` are the ones tests use: the model has seen them, so its format is dependable.
+Tests and the demo use these same prompt builders (`echo_prompt`, `steps_prompt`, ...): the model has seen
+such prompts, so its format is dependable on them.
 """
 
 from __future__ import annotations
