@@ -21,7 +21,8 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from batchgen.outputs import OUTPUT_FIELDS, error_row
-from batchgen.records import INPUT_FIELDS, CrashLedger, FirstOccurrences, RecordError, fallback_id, parse_json_line
+from batchgen.ledger import CrashLedger, FirstOccurrences
+from batchgen.records import INPUT_FIELDS, RecordError, fallback_id, parse_json_line
 from batchgen.resume import ResumeRefused, check_output, checkpoint_config, manifest
 from batchgen.spec import JobSpec
 from batchgen.storage import (

@@ -2,7 +2,8 @@
 
 import pytest
 
-from batchgen.records import CrashLedger, FirstOccurrences, RecordError, RecordFields, Request, normalize
+from batchgen.ledger import CrashLedger, FirstOccurrences
+from batchgen.records import RecordError, RecordFields, Request, normalize
 
 
 def test_prompt_becomes_a_user_turn_with_system_first():
