@@ -32,7 +32,12 @@ ROWS_PER_BLOCK = 1024
 
 
 def open_fs(uri: str, options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    return url_to_fs(uri, **(options or {}))
+    options = dict(options or {})
+    if "://" in uri and not uri.startswith("file://"):
+        # Object-store listings must be fresh: Ray's checkpoint recovery deletes files and then lists again
+        # through a copy of this filesystem, and a cached listing names files that are gone.
+        options.setdefault("use_listings_cache", False)
+    return url_to_fs(uri, **options)
 
 
 STAGING_PREFIX = "_writing."
