@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo toy-model schemas clean
+.PHONY: setup test test-fast demo bench toy-model schemas clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ test-fast: setup
 demo: setup toy-model
 	rm -rf out/demo
 	$(VENV)/bin/batchgen run jobs/demo.yaml --show 5
+
+# Benchmarks (about ten minutes; BENCH_ARGS=--full for the larger sizes): benchmarks/results/ and the
+# README's performance section.
+bench: setup toy-model
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 schemas: setup
 	for kind in job input output; do $(VENV)/bin/batchgen schema $$kind > schemas/$$([ $$kind = job ] && echo job || echo $$kind-record).schema.json; done

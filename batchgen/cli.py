@@ -95,7 +95,8 @@ def run(
     skipped = f", {stats['skipped_already_done']} already done before this run" if stats["skipped_already_done"] else ""
     typer.echo(
         f"batchgen: {stats['records']} records ({stats['ok']} ok, {stats['errors']} errors {stats['errors_by_code']}) "
-        f"in {stats['wall_time_s']:.1f} s, {stats['tokens_per_s']:,.1f} tokens/s{skipped}; results in {spec.output.uri}"
+        f"in {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "
+        f"{stats['generation_tokens_per_s']:,.1f} tokens/s generating{skipped}; results in {spec.output.uri}"
     )
     _show_results(spec, show)
 

@@ -80,8 +80,8 @@ def find_duplicates(id_blocks, files: list[str]) -> dict[tuple[str, int], Record
         seen.add(block.column("id").to_pylist(), [(rank[s], i) for s, i in zip(sources, indexes)])
     return {
         (files[rank_], number): RecordError(
-            "duplicate_id", f"id {rid!r} was already used at {fallback_id(files[first[0]], first[1])}")
-        for (rank_, number), (rid, first) in seen.later_occurrences().items()
+            "duplicate_id", f"its id was already used at {fallback_id(files[first[0]], first[1])}")
+        for (rank_, number), first in seen.later_occurrences().items()
     }
 
 
@@ -105,6 +105,7 @@ class GenerateStage:
 
         spec = JobSpec.model_validate_json(spec_json)
         self.replica = Replica(spec.model, spec.engine, spec.budget, spec.defaults)
+        progress.ready.remote(time.time())
         self.progress = progress
         self.duplicates = duplicates or {}
 
@@ -182,12 +183,22 @@ def collect_stats(fs, prefix: str, fmt: str) -> dict:
     }
 
 
-def _stats(spec: JobSpec, files: list[str], out_fs, out_path: str, started: float, skipped: int) -> dict:
-    wall = time.monotonic() - started
+def _stats(spec: JobSpec, files: list[str], out_fs, out_path: str, started: float, skipped: int, progress) -> dict:
+    import ray
+
+    now, wall = time.time(), time.time() - started
     stats = {"job": spec.name, "model": spec.model.path, "input_files": len(files),
              **collect_stats(out_fs, out_path, spec.output.format), "skipped_already_done": skipped,
              "wall_time_s": round(wall, 2)}
     stats["tokens_per_s"] = round(stats["completion_tokens"] / wall, 1) if wall else 0.0
+    # Throughput without the engine start-up, which dominates small jobs: from the first replica ready to
+    # the last file written, over the tokens generated in this run (a resumed job's earlier ones excluded).
+    snapshot = ray.get(progress.snapshot.remote())
+    first_ready = snapshot["first_ready"] or now
+    stats["engine_startup_s"] = round(first_ready - started, 2)
+    stats["generation_time_s"] = round(now - first_ready, 2)
+    generation = now - first_ready
+    stats["generation_tokens_per_s"] = round(snapshot["completion_tokens"] / generation, 1) if generation > 0 else 0.0
     return stats
 
 
@@ -215,6 +226,7 @@ def _progress_actor(max_fraction: float, min_records: int):
         def __init__(self):
             self.records = self.errors = self.tokens = 0
             self.verdict = ""
+            self.first_ready: float | None = None  # wall clock: replicas run in other processes
             self.ledger = CrashLedger(ENGINE_MAX_CRASHES)
 
         def peek(self, ids: list[str]) -> list[int]:
@@ -225,6 +237,9 @@ def _progress_actor(max_fraction: float, min_records: int):
 
         def end(self, ids: list[str]) -> None:
             self.ledger.end(ids)
+
+        def ready(self, at: float) -> None:
+            self.first_ready = min(at, self.first_ready or at)
 
         def add(self, records: int, errors: int, tokens: int) -> str:
             self.records += records
@@ -237,7 +252,7 @@ def _progress_actor(max_fraction: float, min_records: int):
 
         def snapshot(self) -> dict:
             return {"records": self.records, "errors": self.errors, "completion_tokens": self.tokens,
-                    "verdict": self.verdict}
+                    "verdict": self.verdict, "first_ready": self.first_ready}
 
     return Progress.remote()
 
@@ -247,7 +262,7 @@ def _watch(progress, started: float, report: Callable[[dict], None], stop: threa
 
     while not stop.wait(every):
         snapshot = ray.get(progress.snapshot.remote())
-        report({**snapshot, "elapsed_s": time.monotonic() - started})
+        report({**snapshot, "elapsed_s": time.time() - started})
 
 
 def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_changed_spec: bool = False) -> dict:
@@ -258,7 +273,7 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_chang
 
     from batchgen.models import TOY_MODEL, resolve_path
 
-    started = time.monotonic()
+    started = time.time()
     in_fs, in_path = open_fs(spec.input.uri, spec.storage)
     files, fmt = find_inputs(in_fs, in_path, spec.input.format)
     out_fs, out_path = open_fs(spec.output.uri, spec.storage)
@@ -292,12 +307,12 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_chang
         verdict = ray.get(progress.snapshot.remote())["verdict"]
         if not verdict:
             raise
-        write_marker(out_fs, out_path, STATS_FILE, _stats(spec, files, out_fs, out_path, started, skipped))
+        write_marker(out_fs, out_path, STATS_FILE, _stats(spec, files, out_fs, out_path, started, skipped, progress))
         raise JobFailed(verdict) from None
     finally:
         context.checkpoint_config = None
         stop.set()
-    stats = _stats(spec, files, out_fs, out_path, started, skipped)
+    stats = _stats(spec, files, out_fs, out_path, started, skipped, progress)
     write_marker(out_fs, out_path, STATS_FILE, stats)
     if stats["records"] and stats["errors"] / stats["records"] > spec.errors.max_fraction:
         raise JobFailed(

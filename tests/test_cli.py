@@ -33,7 +33,7 @@ def test_validate_reports_bad_records_and_renders_prompts(tmp_path):
     assert result.exit_code == 0, result.output
     assert "<SPECIAL_11>User\nRepeat the word apple.\n<SPECIAL_11>Assistant\n<think>\n" in result.output
     assert "bad record bad-1: invalid_type: max_tokens" in result.output
-    assert "bad record echo-0@demo-prompts.jsonl:37: duplicate_id: id 'echo-0' was already used at demo-prompts.jsonl:1" in result.output
+    assert "bad record echo-0@demo-prompts.jsonl:37: duplicate_id: its id was already used at demo-prompts.jsonl:1" in result.output
     assert "37 records, 3 would fail" in result.output
 
 

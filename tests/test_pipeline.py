@@ -123,6 +123,10 @@ def test_stats_and_success_marker(jsonl_run):
         "prompt_too_long": 1, "unknown_role": 1,
     }
     assert written["completion_tokens"] > written["reasoning_tokens"] > 0 and written["tokens_per_s"] > 0
+    # Start-up and generation split the wall time; generating is faster than the whole job's average.
+    assert 0 < written["engine_startup_s"] < written["wall_time_s"]
+    assert written["engine_startup_s"] + written["generation_time_s"] == pytest.approx(written["wall_time_s"], abs=0.1)
+    assert written["generation_tokens_per_s"] > written["tokens_per_s"]
     assert (out / "_SUCCESS").exists()
     assert all(p.name.startswith("_") or (p.name.startswith("part-") and p.suffix == ".parquet") for p in out.iterdir())
 

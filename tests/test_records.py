@@ -75,7 +75,9 @@ def test_first_occurrence_wins_whatever_order_batches_arrive_in():
     seen = FirstOccurrences()
     seen.add(["a", "b"], [(1, 5), (1, 6)])  # a later file's batch first
     seen.add(["a", "c", "a"], [(0, 9), (0, 10), (1, 2)])
-    assert seen.later_occurrences() == {(1, 5): ("a", (0, 9)), (1, 2): ("a", (0, 9))}
+    seen.add(["c"], [(0, 10)])  # the same record read twice is not a duplicate of itself
+    assert seen.later_occurrences() == {(1, 5): (0, 9), (1, 2): (0, 9)}
+    assert FirstOccurrences().later_occurrences() == {}
 
 
 def test_crash_ledger_counts_only_runs_that_never_ended():

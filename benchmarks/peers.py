@@ -1,0 +1,131 @@
+"""Engine ceiling and peer: the same records, the same engine, the same greedy sampling, run three ways.
+
+    python -m benchmarks.peers vllm      --records 2000   # plain vLLM offline generation, one process: the ceiling
+    python -m benchmarks.peers ray-data  --records 2000   # Ray's batch-LLM module, ray.data.llm
+    python -m benchmarks.peers batchgen  --records 2000   # a batchgen job
+
+Each prints one JSON line: output tokens, wall time including start-up, and the generation phase (from the
+first engine ready to the last output: the `generate` call for vLLM, the last file written for the others).
+The harness (benchmarks/run.py) runs each in its own process, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from benchmarks.events import EVENTS_DIR, log_event, read_events
+from benchmarks.workload import (
+    BATCH_SIZE, BATCHES_IN_FLIGHT, ENGINE, MODEL, engine_args, engine_inputs, peer_records, write_jsonl,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measured(system: str, started: float, ready: float, done: float, tokens: int, records: int) -> dict:
+    return {"system": system, "records": records, "output_tokens": tokens, "wall_time_s": round(done - started, 2),
+            "startup_s": round(ready - started, 2), "generation_s": round(done - ready, 2),
+            "tokens_per_s": round(tokens / (done - ready), 1)}
+
+
+def plain_vllm(records: list[dict]) -> dict:
+    import vllm
+
+    inputs = engine_inputs(records)
+    started = time.time()
+    llm = vllm.LLM(**engine_args())
+    ready = time.time()
+    outputs = llm.generate([{"prompt_token_ids": e.prompt_ids} for e in inputs],
+                           [vllm.SamplingParams(**e.sampling) for e in inputs], use_tqdm=False)
+    done = time.time()
+    llm.llm_engine.engine_core.shutdown()  # now: left to interpreter exit, it waits on its worker for minutes
+    return measured("vllm", started, ready, done, sum(len(o.outputs[0].token_ids) for o in outputs), len(outputs))
+
+
+def mark_engine_ready() -> None:
+    """Ray's worker_process_setup_hook for the ray.data.llm run: logs when its vLLM stage's engine is up."""
+    from ray.llm._internal.batch.stages import vllm_engine_stage
+
+    start = vllm_engine_stage.vLLMEngineStageUDF.__init__
+
+    def logged(self, *args, **kwargs):
+        start(self, *args, **kwargs)
+        log_event("ready")
+
+    vllm_engine_stage.vLLMEngineStageUDF.__init__ = logged
+
+
+def ray_data_llm(records: list[dict], tmp: Path) -> dict:
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    write_jsonl(tmp / "prompts.jsonl", [{"id": r["id"], "prompt_ids": e.prompt_ids, "sampling": e.sampling}
+                                        for r, e in zip(records, engine_inputs(records))])
+    args = engine_args()
+    (tmp / "events").mkdir()
+    os.environ[EVENTS_DIR] = str(tmp / "events")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    started = time.time()
+    # num_gpus=1: ray.data.llm's engine stage asks for a GPU, which a CPU machine must pretend to have.
+    ray.init(address="local", num_cpus=4, num_gpus=1, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": "benchmarks.peers.mark_engine_ready"})
+    config = vLLMEngineProcessorConfig(
+        model_source=args.pop("model"), engine_kwargs=args, batch_size=BATCH_SIZE,
+        max_concurrent_batches=BATCHES_IN_FLIGHT, concurrency=1, chat_template_stage=False, tokenize_stage=False,
+        detokenize_stage=False, log_engine_metrics=False,
+    )
+    processor = build_processor(
+        config,
+        preprocess=lambda row: {"id": row["id"], "tokenized_prompt": row["prompt_ids"], "sampling_params": row["sampling"]},
+        postprocess=lambda row: {"id": row["id"], "generated_text": row["generated_text"],
+                                 "num_generated_tokens": row["num_generated_tokens"]},
+    )
+    processor(ray.data.read_json(str(tmp / "prompts.jsonl"))).write_parquet(str(tmp / "out"))
+    done = time.time()
+    ready = min(at for _, at, _ in read_events(tmp / "events", "ready"))
+    table = pq.read_table(tmp / "out", columns=["num_generated_tokens"])
+    return measured("ray.data.llm", started, ready, done, sum(table.column(0).to_pylist()), table.num_rows)
+
+
+def batchgen_job(records: list[dict], tmp: Path) -> dict:
+    from batchgen.pipeline import run
+    from batchgen.spec import JobSpec
+
+    write_jsonl(tmp / "records.jsonl", records)
+    spec = JobSpec.model_validate({
+        "name": "bench-peers", "model": MODEL.model_dump(), "engine": ENGINE,
+        "input": {"uri": str(tmp / "records.jsonl")}, "output": {"uri": str(tmp / "out")},
+        "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": BATCH_SIZE,
+                    "batches_in_flight": BATCHES_IN_FLIGHT},
+    })
+    started = time.time()
+    stats = run(spec)
+    done = time.time()
+    ready = done - stats["generation_time_s"]
+    return measured("batchgen", started, ready, done, stats["completion_tokens"], stats["records"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("system", choices=["vllm", "ray-data", "batchgen"])
+    parser.add_argument("--records", type=int, default=2000)
+    args = parser.parse_args()
+    records = peer_records(args.records)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.system == "vllm":
+            result = plain_vllm(records)
+        elif args.system == "ray-data":
+            result = ray_data_llm(records, Path(tmp))
+        else:
+            result = batchgen_job(records, Path(tmp))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

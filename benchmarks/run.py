@@ -1,0 +1,155 @@
+"""`make bench`: every benchmark, one after the other, each in its own process, then results.json, chart.png
+and table.md in the results folder (and the README's performance section, for the default and --full runs).
+
+    python -m benchmarks.run [--full | --smoke] [--out benchmarks/results]
+
+Sizes: the default run takes about ten minutes on 2 cores; --full uses the larger sizes (1M records for the
+memory run); --smoke is the tiny run the test suite makes to check that the harness works end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks.report import chart, markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {
+    "smoke": {"peers": 24, "budget": 16, "memory": [500, 2_000], "scaling": (256, [1, 2])},
+    "default": {"peers": 2_000, "budget": 512, "memory": [10_000, 100_000], "scaling": (4_096, [1, 2, 4, 8])},
+    "full": {"peers": 10_000, "budget": 2_000, "memory": [10_000, 1_000_000], "scaling": (16_384, [1, 2, 4, 8])},
+}
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _cpu_seconds(session: int, seen: dict[int, tuple[str, float]]) -> None:
+    """Adds the CPU time so far of every process in a session (keyed by pid: exited ones keep their last)."""
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        try:
+            if os.getsid(proc.pid) == session:
+                times = proc.info["cpu_times"]
+                seen[proc.pid] = ((proc.info["cmdline"] or [proc.info["name"]])[0], times.user + times.system)
+        except (ProcessLookupError, psutil.Error, TypeError):
+            pass
+
+
+def measure(module: str, *args, logs: Path) -> dict:
+    """Runs `python -m benchmarks.<module> args` in a new session and returns the JSON line it prints, with
+    the CPU seconds its engine processes (vLLM's) and all its other processes (the driver, Ray) used.
+    Whatever it leaves behind (a local Ray, engine processes) is killed with its session."""
+    name = "-".join([module, *map(str, args)]).replace("--", "")
+    env = {**os.environ, "VLLM_USE_V2_MODEL_RUNNER": "0", "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)  # always a local Ray of the benchmark's own
+    print(f"  {module} {' '.join(map(str, args))} ...", end="", flush=True)
+    started = time.time()
+    output, seen = logs / f"{name}.out", {}
+    with open(logs / f"{name}.log", "w") as log, open(output, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", f"benchmarks.{module}", *map(str, args)], cwd=ROOT, env=env,
+                                stdout=out, stderr=log, text=True, start_new_session=True)
+        while proc.poll() is None:
+            _cpu_seconds(proc.pid, seen)
+            time.sleep(1)
+    stdout = output.read_text()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"\nbenchmarks.{module} failed (exit {proc.returncode}); see {logs / (name + '.log')}")
+    print(f" {time.time() - started:.0f} s", flush=True)
+    engine = sum(cpu for title, cpu in seen.values() if title.startswith("VLLM::"))
+    other = sum(cpu for title, cpu in seen.values() if not title.startswith("VLLM::"))
+    return {**json.loads(lines[-1]), "cpu_s_engine": round(engine, 1), "cpu_s_other": round(other, 1)}
+
+
+def peers(records: int, logs: Path) -> dict:
+    runs = {system: measure("peers", system, "--records", records, logs=logs) for system in ("vllm", "ray-data", "batchgen")}
+    vllm, ray_data, batchgen = runs["vllm"], runs["ray-data"], runs["batchgen"]
+    from benchmarks.workload import peer_records
+
+    caps = [r["max_tokens"] for r in peer_records(records)]
+    return {
+        "runs": list(runs.values()),
+        "max_tokens_range": [min(caps), max(caps)],
+        "ratios": {
+            "ray.data.llm/vllm": round(ray_data["tokens_per_s"] / vllm["tokens_per_s"], 3),
+            "batchgen/vllm": round(batchgen["tokens_per_s"] / vllm["tokens_per_s"], 3),
+            "batchgen/ray.data.llm": round(batchgen["tokens_per_s"] / ray_data["tokens_per_s"], 3),
+            "wall ray.data.llm/vllm": round(ray_data["wall_time_s"] / vllm["wall_time_s"], 3),
+            "wall batchgen/vllm": round(batchgen["wall_time_s"] / vllm["wall_time_s"], 3),
+            "wall batchgen/ray.data.llm": round(batchgen["wall_time_s"] / ray_data["wall_time_s"], 3),
+        },
+    }
+
+
+def budget(records: int, logs: Path) -> dict:
+    result = measure("budget_cost", "--records", records, logs=logs)
+    cases = result["cases"]
+    reference = cases["no budget, same tokens"]["tokens_per_s"]
+    one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
+    return {**result, "reference_tokens_per_s": reference, "ratios": {
+        "one pass/no budget": round(one_pass["tokens_per_s"] / reference, 3),
+        "two requests/no budget": round(two_requests["tokens_per_s"] / reference, 3),
+        "one pass/two requests (time)": round(one_pass["seconds"] / two_requests["seconds"], 3),
+    }}
+
+
+def scaling(records: int, counts: list[int], logs: Path) -> list[dict]:
+    runs = [measure("scale", "replicas", "--replicas", n, "--records", records, logs=logs) for n in counts]
+    for run in runs:
+        run["speedup"] = round(run["records_per_s"] / runs[0]["records_per_s"], 2)
+        run["efficiency"] = round(run["speedup"] / run["replicas"], 2)
+    return runs
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{table}{README_END}", text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="the larger sizes (1M records for memory)")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the harness runs")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    mode = "full" if args.full else "smoke" if args.smoke else "default"
+    sizes = SIZES[mode]
+    logs = args.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"batchgen benchmarks ({mode}); logs in {logs}")
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, no GPU",
+        "command": "make bench" + {"full": " BENCH_ARGS=--full", "smoke": " BENCH_ARGS=--smoke", "default": ""}[mode],
+        "peers": peers(sizes["peers"], logs),
+        "budget": budget(sizes["budget"], logs),
+        "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
+        "scaling": scaling(*sizes["scaling"], logs=logs),
+    }
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (args.out / "table.md").write_text(table)
+    chart(results, args.out / "chart.png")
+    if mode != "smoke":
+        update_readme(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The benchmark workloads on the toy model, and the engine every system under test gets.
+
+One list of batchgen records, and the very token ids and sampling values batchgen derives from them
+(its own PromptBuilder, so plain vLLM and ray.data.llm run exactly the prompts batchgen runs: batchgen
+does its templating, tokenizing and decoding on the clock, the others get pre-tokenized prompts).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from batchgen.models import TOY_MODEL, engine_defaults, load_tokenizer, profile_for, resolve_path
+from batchgen.prompting import PromptBuilder
+from batchgen.records import RecordFields, normalize
+from batchgen.spec import BudgetSpec, ModelSpec
+from batchgen.toy import corpus
+
+MODEL = ModelSpec(path=TOY_MODEL)
+# The engine all systems share (max_num_seqs explicit: vLLM's default differs by platform).
+ENGINE = {"max_model_len": 2048, "dtype": "float32", "enforce_eager": True, "kv_cache_memory_bytes": 512 << 20,
+          "max_num_seqs": 128}
+BATCH_SIZE, BATCHES_IN_FLIGHT = 64, 4  # batchgen and ray.data.llm alike
+
+
+def engine_args() -> dict:
+    """What batchgen's replica gives vLLM for the toy model (its model-aware defaults, then ENGINE)."""
+    path = resolve_path(MODEL.path)
+    return {**engine_defaults(MODEL, path, on_cpu=True), **ENGINE, "model": path}
+
+
+def peer_records(count: int, seed: int = 0) -> list[dict]:
+    """Greedy records whose outputs range from a few tokens to a few hundred, like reasoning traces do:
+    long multi-line reasoning, one long line, short reasoning, answers without reasoning; max_tokens spread
+    on a long-tailed distribution cuts some of them anywhere."""
+    rng = random.Random(seed)
+    kinds = [(corpus.steps_prompt, "on", 4), (corpus.ramble_prompt, "on", 2), (corpus.echo_prompt, "on", 3),
+             (corpus.steps_prompt, "off", 1)]
+    records = []
+    for i in range(count):
+        build, mode, _ = rng.choices(kinds, weights=[k[2] for k in kinds])[0]
+        records.append({"id": f"r{i}", "prompt": build(rng.choice(corpus.WORDS)), "reasoning": mode,
+                        "temperature": 0.0, "max_tokens": min(400, max(8, int(rng.lognormvariate(5.0, 0.8))))})
+    return records
+
+
+def budget_records(count: int, seed: int = 1) -> list[dict]:
+    """Long reasoning with a per-record thinking budget (8 to 128 tokens), answer room 256 tokens."""
+    rng = random.Random(seed)
+    return [{"id": f"b{i}", "prompt": corpus.steps_prompt(rng.choice(corpus.WORDS)), "reasoning": "on",
+             "temperature": 0.0, "max_tokens": 256, "max_thinking_tokens": rng.choice([8, 16, 32, 64, 128])}
+            for i in range(count)]
+
+
+def engine_inputs(records: list[dict], budget: BudgetSpec | None = None) -> list:
+    """batchgen's EngineInput (prompt ids, sampling, budget plan) for every record."""
+    path = resolve_path(MODEL.path)
+    tokenizer = load_tokenizer(MODEL, path)
+    builder = PromptBuilder(tokenizer, profile_for(MODEL, tokenizer), budget or BudgetSpec(), ENGINE["max_model_len"])
+    return [builder.build(normalize(r, RecordFields(), row_id=r["id"])) for r in records]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))

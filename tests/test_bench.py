@@ -1,0 +1,39 @@
+"""The benchmark harness (`make bench`) runs end to end at its smallest and writes its results. No timing is
+asserted: speed is measured by `make bench` as ratios in one run, never by tests on a shared machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.engine
+
+
+def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    run = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    peers = results["peers"]["runs"]
+    assert [p["system"] for p in peers] == ["vllm", "ray.data.llm", "batchgen"]
+    # The same prompt ids, engine and greedy sampling: the three systems generate the very same tokens.
+    assert len({p["output_tokens"] for p in peers}) == 1 and peers[0]["output_tokens"] > 0
+    assert all(p["records"] == 24 and p["generation_s"] > 0 and p["cpu_s_engine"] > 0 for p in peers)
+    cases = results["budget"]["cases"]
+    one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
+    assert one_pass["prefill_tokens_recomputed"] == 0 < two_requests["prefill_tokens_recomputed"]
+    assert cases["no budget, same tokens"]["output_tokens"] == one_pass["output_tokens"]
+    assert [(m["records"], m["input_files"]) for m in results["memory"]] == [(500, 20), (2000, 20)]
+    assert all(m["driver_peak_mib"] > 0 and m["worker_peak_mib"] > 0 for m in results["memory"])
+    assert [(s["replicas"], s["replicas_seen"], s["records"]) for s in results["scaling"]] == [(1, 1, 256), (2, 2, 256)]
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "table.md").read_text()
+    assert "| ray.data.llm |" in table and "| card's two-request client |" in table
+    assert (ROOT / "README.md").read_text() == readme, "a smoke run must leave the README's figures alone"
