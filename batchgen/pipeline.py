@@ -133,8 +133,7 @@ class GenerateStage:
     def _generate(self, records: list[dict], ids: list[str]) -> list[dict]:
         import ray
 
-        if not any(ray.get(self.progress.peek.remote(ids))):
-            ray.get(self.progress.begin.remote(ids))
+        if not any(ray.get(self.progress.begin_unless_crashed.remote(ids))):
             rows = self.replica.generate(records, ids)
             self.progress.end.remote(ids)
             return rows
@@ -229,8 +228,12 @@ def _progress_actor(max_fraction: float, min_records: int):
             self.first_ready: float | None = None  # wall clock: replicas run in other processes
             self.ledger = CrashLedger(ENGINE_MAX_CRASHES)
 
-        def peek(self, ids: list[str]) -> list[int]:
-            return self.ledger.peek(ids)
+        def begin_unless_crashed(self, ids: list[str]) -> list[int]:
+            """Begins the batch if none of its records has been through an engine death (one round trip)."""
+            counts = self.ledger.peek(ids)
+            if not any(counts):
+                self.ledger.begin(ids)
+            return counts
 
         def begin(self, ids: list[str]) -> list[int]:
             return self.ledger.begin(ids)

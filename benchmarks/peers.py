@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmarks.events import EVENTS_DIR, log_event, read_events
+from benchmarks.events import log_event, read_events, start_ray
 from benchmarks.workload import (
     BATCH_SIZE, BATCHES_IN_FLIGHT, ENGINE, MODEL, engine_args, engine_inputs, peer_records, write_jsonl,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def measured(system: str, started: float, ready: float, done: float, tokens: int, records: int) -> dict:
@@ -68,13 +65,9 @@ def ray_data_llm(records: list[dict], tmp: Path) -> dict:
     write_jsonl(tmp / "prompts.jsonl", [{"id": r["id"], "prompt_ids": e.prompt_ids, "sampling": e.sampling}
                                         for r, e in zip(records, engine_inputs(records))])
     args = engine_args()
-    (tmp / "events").mkdir()
-    os.environ[EVENTS_DIR] = str(tmp / "events")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     started = time.time()
     # num_gpus=1: ray.data.llm's engine stage asks for a GPU, which a CPU machine must pretend to have.
-    ray.init(address="local", num_cpus=4, num_gpus=1, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "benchmarks.peers.mark_engine_ready"})
+    start_ray(tmp / "events", "benchmarks.peers.mark_engine_ready", num_cpus=4, num_gpus=1)
     config = vLLMEngineProcessorConfig(
         model_source=args.pop("model"), engine_kwargs=args, batch_size=BATCH_SIZE,
         max_concurrent_batches=BATCHES_IN_FLIGHT, concurrency=1, chat_template_stage=False, tokenize_stage=False,

@@ -49,7 +49,7 @@ def measure(module: str, *args, logs: Path) -> dict:
     the CPU seconds its engine processes (vLLM's) and all its other processes (the driver, Ray) used.
     Whatever it leaves behind (a local Ray, engine processes) is killed with its session."""
     name = "-".join([module, *map(str, args)]).replace("--", "")
-    env = {**os.environ, "VLLM_USE_V2_MODEL_RUNNER": "0", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "VLLM_USE_V2_MODEL_RUNNER": "0"}
     env.pop("RAY_ADDRESS", None)  # always a local Ray of the benchmark's own
     print(f"  {module} {' '.join(map(str, args))} ...", end="", flush=True)
     started = time.time()

@@ -23,10 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.events import EVENTS_DIR, read_events
+from benchmarks.events import read_events, start_ray as start_local_ray
 from benchmarks.standin import SECONDS_PER_TOKEN
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_inputs(folder: Path, records: int, max_tokens, per_file: int) -> None:
@@ -76,14 +74,8 @@ class PeakMemory:
 
 
 def start_ray(events_dir: Path, seconds_per_token: float, cpus: int) -> None:
-    import ray
-
-    # Ray's local workers inherit the driver's environment: the benchmarks package and the stand-in's knobs.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    os.environ[EVENTS_DIR] = str(events_dir)
-    os.environ[SECONDS_PER_TOKEN] = str(seconds_per_token)
-    ray.init(address="local", num_cpus=cpus, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "benchmarks.standin.install"})
+    os.environ[SECONDS_PER_TOKEN] = str(seconds_per_token)  # the stand-ins read it in the workers
+    start_local_ray(events_dir, "benchmarks.standin.install", num_cpus=cpus)
 
 
 def first_data_file(folder: Path, started: float, found: dict, stop: threading.Event) -> None:
@@ -100,7 +92,6 @@ def memory(records: int) -> dict:
         tmp = Path(tmp)
         per_file = max(1, records // 20)
         write_inputs(tmp / "in", records, lambda i: 4, per_file)
-        (tmp / "events").mkdir()
         start_ray(tmp / "events", 0.0, cpus=4)
         spec = job_spec(tmp / "in", tmp / "out", replicas=1, batch_size=512)
         found, stop = {}, threading.Event()
@@ -133,7 +124,6 @@ def replicas(count: int, records: int, seconds_per_token: float, seed: int = 0) 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_inputs(tmp / "in", records, lengths.__getitem__, per_file=max(1, records // 8))
-        (tmp / "events").mkdir()
         start_ray(tmp / "events", seconds_per_token, cpus=4 + count)
         stats = run(job_spec(tmp / "in", tmp / "out", replicas=count, batch_size=32))
         finished = defaultdict(float)
