@@ -185,7 +185,8 @@ def collect_stats(fs, prefix: str, fmt: str) -> dict:
 def _stats(spec: JobSpec, files: list[str], out_fs, out_path: str, started: float, skipped: int, progress) -> dict:
     import ray
 
-    now, wall = time.time(), time.time() - started
+    now = time.time()
+    wall = now - started
     stats = {"job": spec.name, "model": spec.model.path, "input_files": len(files),
              **collect_stats(out_fs, out_path, spec.output.format), "skipped_already_done": skipped,
              "wall_time_s": round(wall, 2)}
@@ -195,8 +196,8 @@ def _stats(spec: JobSpec, files: list[str], out_fs, out_path: str, started: floa
     snapshot = ray.get(progress.snapshot.remote())
     first_ready = snapshot["first_ready"] or now
     stats["engine_startup_s"] = round(first_ready - started, 2)
-    stats["generation_time_s"] = round(now - first_ready, 2)
     generation = now - first_ready
+    stats["generation_time_s"] = round(generation, 2)
     stats["generation_tokens_per_s"] = round(snapshot["completion_tokens"] / generation, 1) if generation > 0 else 0.0
     return stats
 
