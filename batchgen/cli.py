@@ -46,14 +46,14 @@ class Progress:
 def _show_results(spec: JobSpec, count: int) -> None:
     import pyarrow.dataset as pads
 
-    from batchgen.storage import arrow_fs, data_files, open_fs
+    from batchgen.prefix import OutputPrefix
 
-    fs, prefix = open_fs(spec.output.uri, spec.storage)
-    files = data_files(fs, prefix)
+    prefix = OutputPrefix(spec.output.uri, spec.storage)
+    files = prefix.data_files()
     if not files or count <= 0:
         return
     fmt = "json" if spec.output.format == "jsonl" else "parquet"
-    rows = pads.dataset(files[:1], filesystem=arrow_fs(fs), format=fmt).head(count).to_pylist()
+    rows = pads.dataset(files[:1], filesystem=prefix.arrow_fs(), format=fmt).head(count).to_pylist()
     for row in rows:
         shown = {k: row.get(k) for k in ("id", "reasoning", "reasoning_content", "content", "tool_calls",
                                            "finish_reason", "thinking_budget_hit", "error")}
@@ -89,14 +89,14 @@ def run(
     except Exception as error:  # the CLI's boundary: one clear line, not a Ray traceback
         raise fail(f"{type(error).__name__}: {error}") from None
     typer.echo("", err=True)
-    if stats.get("already_complete"):
+    if stats.already_complete:
         typer.echo(f"batchgen: {spec.name} is already complete in {spec.output.uri}: nothing to do")
         return
-    skipped = f", {stats['skipped_already_done']} already done before this run" if stats["skipped_already_done"] else ""
+    skipped = f", {stats.skipped_already_done} already done before this run" if stats.skipped_already_done else ""
     typer.echo(
-        f"batchgen: {stats['records']} records ({stats['ok']} ok, {stats['errors']} errors {stats['errors_by_code']}) "
-        f"in {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "
-        f"{stats['generation_tokens_per_s']:,.1f} tokens/s generating{skipped}; results in {spec.output.uri}"
+        f"batchgen: {stats.records} records ({stats.ok} ok, {stats.errors} errors {stats.errors_by_code}) "
+        f"in {stats.wall_time_s:.1f} s (engine start-up {stats.engine_startup_s:.1f} s), "
+        f"{stats.generation_tokens_per_s:,.1f} tokens/s generating{skipped}; results in {spec.output.uri}"
     )
     _show_results(spec, show)
 

@@ -1,120 +1,88 @@
-"""The distributed job: read records, generate on a pool of vLLM replicas, write results, account for them.
+"""The distributed job, as a thin Ray Data adapter around the job core:
 
-    input files --Ray Data read--> rows --map_batches on an actor pool (one Replica each)--> output rows
-                --Ray Data write (streamed, shard by shard)--> output.uri/*.parquet, then _stats.json, _SUCCESS
+    input files --scan (ids, passthrough types)--> duplicates, one output schema
+    input files --Ray Data read--> blocks --map_batches on an actor pool (one replica each)--> output blocks
+                --Ray Data write (streamed, checkpointed)--> output.uri/*.parquet, then _stats.json, _SUCCESS
 
 Nothing is shuffled or materialized: Ray Data streams blocks from the readers through the replicas to the
 writers, so the driver's memory stays flat as the input grows. Each input row yields exactly one output
-row, an answer or an error row; `_stats.json` is computed from what was written, and `_SUCCESS` is written
-last, only when the share of failed records stayed within `errors.max_fraction`.
+row, an answer or an error row (`blocks`); the prefix (`prefix`) decides whether this run starts, resumes
+or is refused; the stats are counted from what was written (`stats`), and `_SUCCESS` is written last,
+only when the share of failed records stayed within `errors.max_fraction`.
+
+`run()` takes a replica factory: anything with `generate(records, ids) -> rows`, `model_name` and
+`close()` hosts the engine (tests and benchmarks hand it a stand-in, nothing is patched).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
 
-import pyarrow as pa
-
-from batchgen.outputs import OUTPUT_FIELDS, error_row
-from batchgen.ledger import CrashLedger, FirstOccurrences
-from batchgen.records import INPUT_FIELDS, RecordError, fallback_id, parse_json_line
-from batchgen.resume import ResumeRefused, check_output, checkpoint_config, manifest
+from batchgen.blocks import assemble, decode, schema
+from batchgen.ledger import CrashLedger
+from batchgen.passthrough import Passthrough
+from batchgen.prefix import Manifest, OutputPrefix, PrefixRefused
+from batchgen.records import RecordError
+from batchgen.rows import error_row
+from batchgen.scan import scan
 from batchgen.spec import JobSpec
-from batchgen.storage import (
-    INDEX, INTERNAL_COLUMNS, JOB_FILE, LINE, SOURCE, STATS_FILE, SUCCESS_FILE, arrow_fs, clear_staging,
-    data_files, filename_provider, find_inputs, open_fs, ray_dataset, write_marker,
-)
+from batchgen.stats import JobStats, Tally
+from batchgen.storage import InputSet, open_fs, ray_dataset
 
-TOOL_CALL = pa.struct([("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())])
-OUTPUT_SCHEMA = pa.schema([
-    ("id", pa.string()), ("reasoning", pa.string()), ("reasoning_content", pa.string()), ("content", pa.string()),
-    ("tool_calls", pa.list_(TOOL_CALL)), ("finish_reason", pa.string()), ("thinking_budget_hit", pa.bool_()),
-    ("prompt_tokens", pa.int64()), ("reasoning_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-    ("error", pa.string()), ("model", pa.string()),
-])
-assert tuple(OUTPUT_SCHEMA.names) == OUTPUT_FIELDS, "the Arrow schema and the output record disagree"
+ENGINE_MAX_CRASHES = 3  # engine deaths a record may run through before it is written as an error row
+# The engine's process environment, set through Ray's runtime environment (never this process's): the
+# budget processor uses vLLM's V1 logits-processor interface, which Model Runner V2 (the GPU default)
+# rejects; tokenizers' own threads fight the engine's for the replica's cores.
+ENGINE_ENV = {"VLLM_USE_V2_MODEL_RUNNER": "0", "TOKENIZERS_PARALLELISM": "false"}
 
 
 class JobFailed(RuntimeError):
-    """The job ran but must not be taken as a success (say, too many records failed)."""
-
-
-ENGINE_MAX_CRASHES = 3  # engine deaths a record may run through before it is written as an error row
+    """The job ran (or was refused) and must not be taken as a success; the message says why."""
 
 
 class TooManyErrors(RuntimeError):
     """Raised in a replica to stop the job early: the share of failed records passed errors.max_fraction."""
 
 
-def decode_batch(
-    batch: pa.Table, duplicates: dict[tuple[str, int], RecordError] | None = None
-) -> tuple[list[dict | RecordError], list[str], pa.Table]:
-    """Input rows as raw records (or why a line is not one), their ids, and the passthrough columns.
-    `duplicates` ((file, number) -> error) turns later occurrences of an id into errors."""
-    ids = batch.column("id").to_pylist()
-    if LINE in batch.column_names:  # JSONL: parse here, on the replica's worker, one error row per bad line
-        records = [parse_json_line(line) for line in batch.column(LINE).to_pylist()]
-        extras = [{k: v for k, v in r.items() if k not in INPUT_FIELDS} if isinstance(r, dict) else {} for r in records]
-        passthrough = pa.Table.from_pylist(extras) if any(extras) else pa.table({})
-    else:  # Parquet: passthrough columns are sliced, not rebuilt, so they keep their Parquet types exactly
-        keep = [c for c in batch.column_names if c not in INPUT_FIELDS and c not in INTERNAL_COLUMNS]
-        passthrough = batch.select(keep)
-        records = batch.select([c for c in batch.column_names if c in INPUT_FIELDS and c != "id"]).to_pylist()
-    if duplicates:
-        positions = zip(batch.column(SOURCE).to_pylist(), batch.column(INDEX).to_pylist())
-        records = [duplicates.get(where, r) for r, where in zip(records, positions)]
-    return records, ids, passthrough
+class ReplicaLike(Protocol):
+    model_name: str
+
+    def generate(self, records: list[dict], ids: list[str]) -> list[dict]: ...
+
+    def close(self) -> None: ...
 
 
-def find_duplicates(id_blocks, files: list[str]) -> dict[tuple[str, int], RecordError]:
-    """From blocks of (id, file, number), the later occurrences of every id used more than once."""
-    rank = {path: n for n, path in enumerate(files)}
-    seen = FirstOccurrences()
-    for block in id_blocks:
-        sources, indexes = block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist()
-        seen.add(block.column("id").to_pylist(), [(rank[s], i) for s, i in zip(sources, indexes)])
-    return {
-        (files[rank_], number): RecordError(
-            "duplicate_id", f"its id was already used at {fallback_id(files[first[0]], first[1])}")
-        for (rank_, number), first in seen.later_occurrences().items()
-    }
+def vllm_replica(spec: JobSpec) -> ReplicaLike:
+    """The default replica factory: one vLLM engine (`batchgen.replica.Replica`)."""
+    from batchgen.replica import Replica
 
-
-def id_columns(batch: pa.Table) -> pa.Table:
-    return batch.select(["id", SOURCE, INDEX])
-
-
-def assemble(rows: list[dict], passthrough: pa.Table) -> pa.Table:
-    table = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
-    for name in passthrough.column_names:
-        if name not in OUTPUT_SCHEMA.names:  # an output column wins over a passthrough field of its name
-            table = table.append_column(name, passthrough.column(name))
-    return table
+    return Replica(spec.model, spec.engine, spec.budget, spec.defaults)
 
 
 class GenerateStage:
-    """A Ray Data actor: hosts one Replica and turns a batch of input rows into the same number of output rows."""
+    """A Ray Data actor: hosts one replica and turns a block of input rows into the same number of rows."""
 
-    def __init__(self, spec_json: str, progress, duplicates=None):
-        from batchgen.replica import Replica
-
+    def __init__(self, spec_json: str, progress, duplicates, passthrough: dict, replica_factory):
         spec = JobSpec.model_validate_json(spec_json)
-        self.replica = Replica(spec.model, spec.engine, spec.budget, spec.defaults)
+        self.replica = replica_factory(spec)
         progress.ready.remote(time.time())
         self.progress = progress
-        self.duplicates = duplicates or {}
+        self.duplicates = duplicates
+        self.passthrough = Passthrough.from_json(passthrough)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, block):
         import ray
 
         from batchgen.replica import EngineDied
 
-        records, ids, passthrough = decode_batch(batch, self.duplicates)
+        batch = decode(block, self.passthrough, self.duplicates)
+        records, ids = batch.records, batch.ids
         runnable = [i for i, r in enumerate(records) if isinstance(r, dict)]
         rows = [error_row(ids[i], self.replica.model_name, r) if isinstance(r, RecordError) else None
                 for i, r in enumerate(records)]
@@ -128,7 +96,7 @@ class GenerateStage:
             len(rows), sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
-        return assemble(rows, passthrough)
+        return assemble(rows, batch, self.passthrough)
 
     def _generate(self, records: list[dict], ids: list[str]) -> list[dict]:
         import ray
@@ -151,57 +119,6 @@ class GenerateStage:
         return rows
 
 
-def _same(table: pa.Table) -> pa.Table:
-    return table
-
-
-def collect_stats(fs, prefix: str, fmt: str) -> dict:
-    """Counts from what was written (not from what the replicas reported: retried work would count twice)."""
-    import pyarrow.dataset as pads
-
-    files = data_files(fs, prefix)
-    columns = ["error", "prompt_tokens", "completion_tokens", "reasoning_tokens"]
-    errors: Counter[str] = Counter()
-    totals = Counter()
-    if files:
-        dataset = pads.dataset(files, filesystem=arrow_fs(fs), format="json" if fmt == "jsonl" else "parquet")
-        for batch in dataset.to_batches(columns=columns):
-            totals["records"] += batch.num_rows
-            for name in columns[1:]:
-                totals[name] += sum(v or 0 for v in batch.column(name).to_pylist())
-            errors.update(e.split(":", 1)[0] for e in batch.column("error").to_pylist() if e)
-    return {
-        "records": totals["records"],
-        "ok": totals["records"] - sum(errors.values()),
-        "errors": sum(errors.values()),
-        "errors_by_code": dict(sorted(errors.items())),
-        "prompt_tokens": totals["prompt_tokens"],
-        "completion_tokens": totals["completion_tokens"],
-        "reasoning_tokens": totals["reasoning_tokens"],
-        "files": len(files),
-    }
-
-
-def _stats(spec: JobSpec, files: list[str], out_fs, out_path: str, started: float, skipped: int, progress) -> dict:
-    import ray
-
-    now = time.time()
-    wall = now - started
-    stats = {"job": spec.name, "model": spec.model.path, "input_files": len(files),
-             **collect_stats(out_fs, out_path, spec.output.format), "skipped_already_done": skipped,
-             "wall_time_s": round(wall, 2)}
-    stats["tokens_per_s"] = round(stats["completion_tokens"] / wall, 1) if wall else 0.0
-    # Throughput without the engine start-up, which dominates small jobs: from the first replica ready to
-    # the last file written, over the tokens generated in this run (a resumed job's earlier ones excluded).
-    snapshot = ray.get(progress.snapshot.remote())
-    first_ready = snapshot["first_ready"] or now
-    stats["engine_startup_s"] = round(first_ready - started, 2)
-    generation = now - first_ready
-    stats["generation_time_s"] = round(generation, 2)
-    stats["generation_tokens_per_s"] = round(snapshot["completion_tokens"] / generation, 1) if generation > 0 else 0.0
-    return stats
-
-
 def _init_ray() -> None:
     import ray
 
@@ -220,13 +137,11 @@ def _progress_actor(max_fraction: float, min_records: int):
 
     @ray.remote(num_cpus=0)
     class Progress:
-        """Counts what the replicas report; says when the share of failures means the job must stop; keeps
-        the crash ledger (which records were running when a replica died)."""
+        """The job's shared counters (`stats.Tally`) and crash ledger (`ledger.CrashLedger`), for replicas
+        in other processes."""
 
         def __init__(self):
-            self.records = self.errors = self.tokens = 0
-            self.verdict = ""
-            self.first_ready: float | None = None  # wall clock: replicas run in other processes
+            self.tally = Tally(max_fraction, min_records)
             self.ledger = CrashLedger(ENGINE_MAX_CRASHES)
 
         def begin_unless_crashed(self, ids: list[str]) -> list[int]:
@@ -243,20 +158,13 @@ def _progress_actor(max_fraction: float, min_records: int):
             self.ledger.end(ids)
 
         def ready(self, at: float) -> None:
-            self.first_ready = min(at, self.first_ready or at)
+            self.tally.ready(at)
 
         def add(self, records: int, errors: int, tokens: int) -> str:
-            self.records += records
-            self.errors += errors
-            self.tokens += tokens
-            if not self.verdict and self.records >= min_records and self.errors > max_fraction * self.records:
-                self.verdict = (f"stopped early: {self.errors} of the first {self.records} records failed, "
-                                f"more than errors.max_fraction {max_fraction}")
-            return self.verdict
+            return self.tally.add(records, errors, tokens)
 
-        def snapshot(self) -> dict:
-            return {"records": self.records, "errors": self.errors, "completion_tokens": self.tokens,
-                    "verdict": self.verdict, "first_ready": self.first_ready}
+        def snapshot(self) -> Tally:
+            return self.tally
 
     return Progress.remote()
 
@@ -265,76 +173,102 @@ def _watch(progress, started: float, report: Callable[[dict], None], stop: threa
     import ray
 
     while not stop.wait(every):
-        snapshot = ray.get(progress.snapshot.remote())
-        report({**snapshot, "elapsed_s": time.time() - started})
+        tally = ray.get(progress.snapshot.remote())
+        report({**dataclasses.asdict(tally), "elapsed_s": time.time() - started})
 
 
-def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_changed_spec: bool = False) -> dict:
-    """Runs the job to completion and returns its stats; raises JobFailed when it must not count as done.
-    Run again onto the same output, it resumes: finished records are skipped, the rest run."""
-    import ray
+@contextmanager
+def _data_context() -> Iterator:
+    """Ray Data's context for this job, restored afterwards (the caller's process may run other jobs)."""
     from ray.data import DataContext
+
+    context = DataContext.get_current()
+    saved = context.enable_progress_bars, context.checkpoint_config
+    context.enable_progress_bars = False
+    try:
+        yield context
+    finally:
+        context.enable_progress_bars, context.checkpoint_config = saved
+
+
+def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_changed_spec: bool = False,
+        replica_factory: Callable[[JobSpec], ReplicaLike] = vllm_replica) -> JobStats:
+    """Runs the job to completion and returns its stats; raises JobFailed when it must not count as done
+    (refused prefix, early stop, too many failed records). Run again onto the same output, it resumes:
+    finished records are skipped, the rest run. `report` gets a progress snapshot every 2 s."""
+    import ray
 
     from batchgen.models import TOY_MODEL, resolve_path
 
     started = time.time()
     in_fs, in_path = open_fs(spec.input.uri, spec.storage)
-    files, fmt = find_inputs(in_fs, in_path, spec.input.format)
-    out_fs, out_path = open_fs(spec.output.uri, spec.storage)
+    inputs = InputSet.find(in_fs, in_path, spec.input.format)
+    prefix = OutputPrefix(spec.output.uri, spec.storage)
+    manifest = Manifest.of(spec, inputs)
     try:
-        state = check_output(spec, out_fs, out_path, allow_changed_spec)
-    except ResumeRefused as error:
+        state = prefix.state(manifest, allow_changed_spec)
+    except PrefixRefused as error:
         raise JobFailed(str(error)) from None
     if state == "done":
-        return {**json.loads(out_fs.cat_file(f"{out_path.rstrip('/')}/{STATS_FILE}")), "already_complete": True}
-    clear_staging(out_fs, out_path)
-    skipped = collect_stats(out_fs, out_path, spec.output.format)["records"] if state == "resume" else 0
-    write_marker(out_fs, out_path, JOB_FILE, manifest(spec))
+        return dataclasses.replace(prefix.read_stats(), already_complete=True)
+    prefix.clear_staging()
+    skipped = prefix.committed_rows() if state == "resume" else 0
+    prefix.write_manifest(manifest)
     if spec.model.path == TOY_MODEL:
         resolve_path(TOY_MODEL)  # built once here, not by every replica at the same time
     _init_ray()
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
-    progress = _progress_actor(spec.errors.max_fraction, spec.errors.min_records)
-    # Duplicates are judged on the whole input, finished records included, so this pass runs unfiltered.
-    id_blocks = ray_dataset(in_fs, files, fmt).map_batches(id_columns, batch_format="pyarrow")
-    duplicates = find_duplicates(id_blocks.iter_batches(batch_size=None, batch_format="pyarrow"), files)
     stop = threading.Event()
-    if report:
-        threading.Thread(target=_watch, args=(progress, started, report, stop), daemon=True).start()
-    context.checkpoint_config = checkpoint_config(out_fs, out_path)
-    try:
-        generated = _generation(spec, ray_dataset(in_fs, files, fmt, frozenset(duplicates)), progress, duplicates)
-        writer = generated.write_parquet if spec.output.format == "parquet" else generated.write_json
-        writer(out_path, filesystem=arrow_fs(out_fs), filename_provider=filename_provider(spec.output.format))
-    except Exception:
-        verdict = ray.get(progress.snapshot.remote())["verdict"]
-        if not verdict:
-            raise
-        write_marker(out_fs, out_path, STATS_FILE, _stats(spec, files, out_fs, out_path, started, skipped, progress))
-        raise JobFailed(verdict) from None
-    finally:
-        context.checkpoint_config = None
-        stop.set()
-    stats = _stats(spec, files, out_fs, out_path, started, skipped, progress)
-    write_marker(out_fs, out_path, STATS_FILE, stats)
-    if stats["records"] and stats["errors"] / stats["records"] > spec.errors.max_fraction:
-        raise JobFailed(
-            f"{stats['errors']} of {stats['records']} records failed, more than errors.max_fraction "
-            f"{spec.errors.max_fraction}: {stats['errors_by_code']}"
-        )
-    write_marker(out_fs, out_path, SUCCESS_FILE)
+    with _data_context() as context:
+        progress = _progress_actor(spec.errors.max_fraction, spec.errors.min_records)
+        # Duplicates are judged on the whole input, finished records included, so the scan runs unfiltered.
+        scanned = scan(inputs, ray_dataset(in_fs, inputs, scan=True).iter_batches(batch_size=None, batch_format="pyarrow"))
+        if report:
+            threading.Thread(target=_watch, args=(progress, started, report, stop), daemon=True).start()
+        context.checkpoint_config = prefix.checkpoint_config()
+        try:
+            generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicates)), progress,
+                                    scanned.duplicates, scanned.passthrough, replica_factory)
+            options = dict(filesystem=prefix.arrow_fs(), filename_provider=prefix.filename_provider(spec.output.format),
+                           min_rows_per_file=spec.output.min_rows_per_file)
+            if spec.output.format == "parquet":
+                generated.write_parquet(prefix.path, schema=schema(scanned.passthrough), **options)
+            else:
+                generated.write_json(prefix.path, **options)
+        except Exception:
+            verdict = ray.get(progress.snapshot.remote()).verdict
+            if not verdict:
+                raise
+            prefix.write_stats(_stats(spec, inputs, prefix, started, skipped, progress))
+            raise JobFailed(verdict) from None
+        finally:
+            stop.set()
+    stats = _stats(spec, inputs, prefix, started, skipped, progress)
+    prefix.write_stats(stats)
+    if failed := stats.failed_share(spec.errors.max_fraction):
+        raise JobFailed(failed)
+    prefix.write_success()
     return stats
 
 
-def _generation(spec: JobSpec, dataset, progress, duplicates):
-    """The input dataset through the replica pool, regrouped into file-sized blocks."""
+def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float, skipped: int, progress) -> JobStats:
+    import ray
+
+    tally = ray.get(progress.snapshot.remote())
+    # Counted from what was written, not from what the replicas reported: retried work would count twice.
+    return JobStats.build(
+        job=spec.name, model=spec.model.path, input_files=len(inputs.files), files=len(prefix.data_files()),
+        counts=prefix.row_counts(spec.output.format), skipped=skipped, started=started,
+        first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
+
+
+def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passthrough, replica_factory):
+    """The input dataset through the replica pool."""
     from ray.data import ActorPoolStrategy
 
     scaling = spec.scaling
-    generated = dataset.map_batches(
+    return dataset.map_batches(
         GenerateStage,
-        fn_constructor_args=(spec.model_dump_json(), progress, duplicates),
+        fn_constructor_args=(spec.model_dump_json(), progress, duplicates, passthrough.to_json(), replica_factory),
         batch_size=scaling.batch_size,
         batch_format="pyarrow",
         # Several batches run in each actor at once, on threads (Replica.generate is thread-safe): the engine
@@ -347,10 +281,5 @@ def _generation(spec: JobSpec, dataset, progress, duplicates):
         ),
         num_gpus=scaling.gpus_per_replica,
         num_cpus=scaling.cpus_per_replica,
-        runtime_env={"env_vars": {"VLLM_USE_V2_MODEL_RUNNER": "0", "TOKENIZERS_PARALLELISM": "false",
-                                  "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}},
+        runtime_env={"env_vars": {**ENGINE_ENV, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}},
     )
-    # Regrouping output blocks into file-sized ones goes through Ray's block concatenation, which fills a
-    # passthrough field that some JSONL records lack with nulls; Ray's Parquet writer would refuse to put
-    # blocks whose columns differ into one file.
-    return generated.map_batches(_same, batch_size=spec.output.min_rows_per_file, batch_format="pyarrow")

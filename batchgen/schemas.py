@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 
-from batchgen.outputs import OutputRecord
 from batchgen.records import InputRecord
+from batchgen.rows import OutputRow
 from batchgen.spec import JobSpec
 
-SCHEMAS = {"job": JobSpec, "input": InputRecord, "output": OutputRecord}
+SCHEMAS = {"job": JobSpec, "input": InputRecord, "output": OutputRow}
 FILES = {"job": "job.schema.json", "input": "input-record.schema.json", "output": "output-record.schema.json"}
 
 
 def schema_text(kind: str) -> str:
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **SCHEMAS[kind].model_json_schema()}
+    # Output rows are what batchgen writes (every field present): their schema is the serialization one.
+    mode = "serialization" if kind == "output" else "validation"
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **SCHEMAS[kind].model_json_schema(mode=mode)}
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

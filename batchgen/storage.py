@@ -1,19 +1,25 @@
-"""Where records live: fsspec URLs, finding input files, reading them as rows that remember their source,
-and the files batchgen writes beside its results.
+"""Where records come from: fsspec URLs, finding input files, and reading them as blocks of rows that
+remember their source, the same way in a Ray task (`ray_dataset`) and in-process (`read_file`).
 
 Every location is an fsspec URL (local path, s3://, gs://, az://, memory://); Ray Data gets the same
-filesystem wrapped as a pyarrow filesystem. Input rows carry `__source` (file) and `__index` (line or row
-number) so a record without an id gets a deterministic one and an error can say where it came from.
+filesystem wrapped as a pyarrow filesystem. Rows carry `__batchgen_source` (file) and `__batchgen_index`
+(line or row number) so a record without an id gets a unique one (`batchgen.identity`) and an error can
+say where it came from.
 
 Ray's `read_json` fails the whole read on one bad line and neither of its readers reports line or row
-numbers, so the two readers here are small `FileBasedDatasource`s (Ray still does the file listing,
-splitting and scheduling): JSONL lines stay raw bytes until a replica parses them, one error row each.
+numbers, so the readers here are small `FileBasedDatasource`s (Ray still does the file listing, splitting
+and scheduling): JSONL lines stay raw bytes until a replica parses them, one error row each. A reader
+runs in one of two modes: `records` (what the replicas get) or `scan` (the input scan's ids and
+passthrough types, `batchgen.scan`). Compressed JSONL (`.jsonl.gz`, `.bz2`, `.zst`, `.lz4`) is
+decompressed here by pyarrow's codecs in both places, and a UTF-8 byte-order mark is not part of a record.
 """
 
 from __future__ import annotations
 
-import json
+import codecs
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import fsspec
@@ -22,16 +28,19 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from batchgen.records import parse_json_line, row_ids
+from batchgen.identity import InputNames, input_root, row_ids
+from batchgen.passthrough import infer_fields
+from batchgen.records import INPUT_FIELDS, parse_json_line
 
-SOURCE, INDEX, LINE = "__source", "__index", "__line"
-INTERNAL_COLUMNS = (SOURCE, INDEX, LINE)
+SOURCE, INDEX, LINE, TYPES = "__batchgen_source", "__batchgen_index", "__batchgen_line", "__batchgen_types"
+INTERNAL_COLUMNS = (SOURCE, INDEX, LINE, TYPES)
 EXTENSIONS = {"jsonl": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".pq")}
-STATS_FILE, SUCCESS_FILE, JOB_FILE = "_stats.json", "_SUCCESS", "_job.json"
+COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}  # pyarrow's codec names
 ROWS_PER_BLOCK = 1024
 
 
 def open_fs(uri: str, options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path) of an fsspec URL; `options` are the spec's `storage` section."""
     options = dict(options or {})
     if "://" in uri and not uri.startswith("file://"):
         # Object-store listings must be fresh: Ray's checkpoint recovery deletes files and then lists again
@@ -44,7 +53,9 @@ STAGING_PREFIX = "_writing."
 
 
 class _CommitOnClose:
-    """A file written under a hidden `_writing.` name and moved to its real name when closed."""
+    """A file written under a hidden `_writing.` name and moved to its real name when closed cleanly: not
+    when an exception is on its way through the writer (Ray's JSON writer closes in a `with`), and not
+    when a Parquet file lacks its footer (pyarrow's dataset writer closes from C++ after a failure too)."""
 
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str):
         self._fs, self._path = fs, path
@@ -56,9 +67,22 @@ class _CommitOnClose:
         return getattr(self._file, name)
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        if self._file.closed:
+            return
+        self._file.close()
+        if sys.exc_info()[0] is None and self._complete():
             self._fs.mv(self._staging, self._path)
+        else:
+            self._fs.rm(self._staging)
+
+    def _complete(self) -> bool:
+        if _format_of(self._path) != "parquet":
+            return True
+        try:
+            pq.read_metadata(self._fs.open(self._staging, "rb"))
+        except Exception:  # any unreadable footer: the file is not whole
+            return False
+        return True
 
 
 class _StagedWritesHandler(FSSpecHandler):
@@ -78,67 +102,74 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
 
 
 def arrow_fs(fs: fsspec.AbstractFileSystem) -> pa.fs.FileSystem:
+    """The fsspec filesystem as a pyarrow one (what Ray Data takes), staging local data files."""
     return PyFileSystem(_StagedWritesHandler(fs) if _is_local(fs) else FSSpecHandler(fs))
 
 
-def clear_staging(fs: fsspec.AbstractFileSystem, prefix: str) -> None:
-    """Removes the staged files a crash left half-written (never visible as data files)."""
-    if fs.exists(prefix):
-        for path in fs.find(prefix):
-            if PurePosixPath(path).name.startswith(STAGING_PREFIX):
-                fs.rm(path)
+def _compression(path: str) -> str | None:
+    return COMPRESSION.get(PurePosixPath(path).suffix)
 
 
 def _format_of(path: str) -> str | None:
+    """jsonl, parquet or None, from the extension (under a compression suffix for JSONL)."""
+    if _compression(path):
+        path = path[: -len(PurePosixPath(path).suffix)]
+        return "jsonl" if path.endswith(EXTENSIONS["jsonl"]) else None
     for fmt, extensions in EXTENSIONS.items():
         if path.endswith(extensions):
             return fmt
     return None
 
 
-def find_inputs(fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> tuple[list[str], str]:
-    """The input files (sorted, so ids and shards are deterministic) and their format."""
-    if fs.isdir(path):
-        files = [f for f in fs.find(path) if _format_of(f) and not PurePosixPath(f).name.startswith(("_", "."))]
-    elif any(c in path for c in "*?["):
-        files = fs.glob(path)
-    elif fs.exists(path):
-        files = [path]
-    else:
-        raise FileNotFoundError(f"input.uri: nothing at {path}")
-    if not files:
-        raise FileNotFoundError(f"input.uri: no .jsonl or .parquet files at {path}")
-    files = sorted(files)
-    if fmt == "auto":
-        formats = {_format_of(f) for f in files}
-        if len(formats) != 1 or None in formats:
-            raise ValueError(f"input.format: cannot tell the format of {files[:3]}...; set input.format")
-        fmt = formats.pop()
-    return files, fmt
+@dataclass(frozen=True)
+class InputSet:
+    """The input files of a job (sorted, so ids and shards are deterministic), their sizes in bytes and
+    format, and how their records are named."""
 
+    root: str
+    files: list[str]
+    sizes: list[int]
+    format: str
+    names: InputNames
 
-def jsonl_blocks(stream, path: str, duplicates: frozenset = frozenset()) -> Iterator[pa.Table]:
-    """Non-empty lines as raw bytes with their 1-based line numbers and row ids."""
-    lines, numbers = [], []
-    for number, line in enumerate(_lines(stream), start=1):
-        if line.strip():
-            lines.append(line.rstrip(b"\r\n"))
-            numbers.append(number)
-        if len(lines) == ROWS_PER_BLOCK:
-            yield _jsonl_block(path, numbers, lines, duplicates)
-            lines, numbers = [], []
-    if lines:
-        yield _jsonl_block(path, numbers, lines, duplicates)
+    @classmethod
+    def find(cls, fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> InputSet:
+        """Raises FileNotFoundError when nothing is there, ValueError when the format cannot be told."""
+        if fs.isdir(path):
+            listing = fs.find(path, detail=True)
+            found = {f: info for f, info in listing.items()
+                     if _format_of(f) and not PurePosixPath(f).name.startswith(("_", "."))}
+        elif any(c in path for c in "*?["):
+            found = fs.glob(path, detail=True)
+        elif fs.exists(path):
+            found = {path: fs.info(path)}
+        else:
+            raise FileNotFoundError(f"input.uri: nothing at {path}")
+        if not found:
+            raise FileNotFoundError(f"input.uri: no .jsonl or .parquet files at {path}")
+        files = sorted(found)
+        if fmt == "auto":
+            formats = {_format_of(f) for f in files}
+            if len(formats) != 1 or None in formats:
+                raise ValueError(f"input.format: cannot tell the format of {files[:3]}...; set input.format")
+            fmt = formats.pop()
+        if fmt == "parquet" and any(_compression(f) for f in files):
+            raise ValueError(f"input.uri: Parquet files compress inside; {files[0]} is compressed outside")
+        root = input_root(path)
+        return cls(root, files, [int(found[f].get("size") or 0) for f in files], fmt, InputNames(root, files))
 
-
-def _jsonl_block(path: str, numbers: list[int], lines: list[bytes], duplicates: frozenset) -> pa.Table:
-    raw_ids = [r.get("id") if isinstance(r := parse_json_line(line), dict) else None for line in lines]
-    return _block(path, numbers, row_ids(raw_ids, path, numbers, duplicates), {LINE: pa.array(lines, pa.binary())})
+    def identity(self) -> dict:
+        """What makes two inputs the same for resuming: the files (named from the root), sizes, format."""
+        return {"format": self.format, "files": [[self.names.names[f], s] for f, s in zip(self.files, self.sizes)]}
 
 
 def _lines(stream) -> Iterator[bytes]:
     pending = b""
+    first = True
     while chunk := stream.read(1 << 20):
+        if first:
+            chunk = chunk.removeprefix(codecs.BOM_UTF8)  # editors on Windows write one; it is not data
+            first = False
         pending += chunk
         *complete, pending = pending.split(b"\n")
         yield from complete
@@ -146,71 +177,94 @@ def _lines(stream) -> Iterator[bytes]:
         yield pending
 
 
-def parquet_blocks(stream, path: str, duplicates: frozenset = frozenset()) -> Iterator[pa.Table]:
-    """Rows with their 0-based row numbers and row ids; every other column keeps its Parquet type."""
-    first = 0
-    for batch in pq.ParquetFile(stream).iter_batches(batch_size=ROWS_PER_BLOCK):
-        table = pa.Table.from_batches([batch])
-        numbers = list(range(first, first + table.num_rows))
-        first += table.num_rows
-        raw_ids = table.column("id").to_pylist() if "id" in table.column_names else [None] * table.num_rows
-        columns = {name: table.column(name) for name in table.column_names if name != "id"}
-        yield _block(path, numbers, row_ids(raw_ids, path, numbers, duplicates), columns)
-
-
 def _block(path: str, numbers: list[int], ids: list[str], columns: dict) -> pa.Table:
     # The string `id` column exists from the read on: Ray Data's checkpointing filters finished rows by it.
-    return pa.table({"id": pa.array(ids, pa.string()), SOURCE: pa.array([path] * len(numbers)),
+    return pa.table({"id": pa.array(ids, pa.string()), SOURCE: pa.array([path] * len(numbers), pa.string()),
                      INDEX: pa.array(numbers, pa.int64()), **columns})
 
 
-def read_blocks(fs: fsspec.AbstractFileSystem, path: str, fmt: str, duplicates: frozenset = frozenset()) -> Iterator[pa.Table]:
-    """The same rows the Ray readers give, read here in-process (for `batchgen validate`)."""
+def _types_column(schema: pa.Schema, rows: int) -> dict:
+    """The scan's passthrough types of a block, serialized in its first row (a column, not metadata: Ray
+    Data may merge blocks, and a column survives that)."""
+    return {TYPES: pa.array([schema.serialize().to_pybytes()] + [None] * (rows - 1), pa.binary())}
+
+
+def _jsonl_blocks(stream, path: str, names: InputNames, duplicates: frozenset, scan: bool) -> Iterator[pa.Table]:
+    lines, numbers = [], []
+
+    def block() -> pa.Table:
+        records = [parse_json_line(line) for line in lines]
+        raw_ids = [r.get("id") if isinstance(r, dict) else None for r in records]
+        ids = row_ids(raw_ids, path, numbers, names, duplicates)
+        if scan:
+            dicts = [r for r in records if isinstance(r, dict)]
+            fields = dict.fromkeys(k for r in dicts for k in r if k not in INPUT_FIELDS)
+            return _block(path, numbers, ids, _types_column(pa.schema(infer_fields(dicts, fields)), len(ids)))
+        return _block(path, numbers, ids, {LINE: pa.array(lines, pa.binary())})
+
+    for number, line in enumerate(_lines(stream), start=1):
+        if line.strip():
+            lines.append(line.rstrip(b"\r\n"))
+            numbers.append(number)
+        if len(lines) == ROWS_PER_BLOCK:
+            yield block()
+            lines, numbers = [], []
+    if lines:
+        yield block()
+
+
+def _parquet_blocks(stream, path: str, names: InputNames, duplicates: frozenset, scan: bool) -> Iterator[pa.Table]:
+    """Every column but `id` keeps its Parquet type; the scan reads only `id` and the file's schema."""
+    parquet = pq.ParquetFile(stream)
+    passthrough = pa.schema([f for f in parquet.schema_arrow if f.name not in INPUT_FIELDS])
+    has_id = "id" in parquet.schema_arrow.names
+    columns = (["id"] if has_id else []) if scan else None
+    first = 0
+    batches = parquet.iter_batches(batch_size=ROWS_PER_BLOCK, columns=columns)
+    if scan and not has_id:  # no column to read: the row count says how many rows there are
+        batches = (pa.record_batch({"n": pa.nulls(min(ROWS_PER_BLOCK, parquet.metadata.num_rows - start))})
+                   for start in range(0, parquet.metadata.num_rows, ROWS_PER_BLOCK))
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        numbers = list(range(first, first + table.num_rows))
+        raw_ids = table.column("id").to_pylist() if has_id else [None] * table.num_rows
+        ids = row_ids(raw_ids, path, numbers, names, duplicates)
+        if scan:
+            yield _block(path, numbers, ids, _types_column(passthrough if first == 0 else pa.schema([]), len(ids)))
+        else:
+            yield _block(path, numbers, ids, {n: table.column(n) for n in table.column_names if n != "id"})
+        first += table.num_rows
+
+
+def read_stream(stream, path: str, fmt: str, names: InputNames, duplicates: frozenset = frozenset(),
+                scan: bool = False) -> Iterator[pa.Table]:
+    """Blocks of rows from one open input file (raw bytes; decompressed here): `id`, source, index, and
+    the raw line (JSONL) or the file's columns (Parquet), or in `scan` mode the passthrough types."""
+    if _compression(path):
+        stream = pa.CompressedInputStream(stream, _compression(path))
+    read = _jsonl_blocks if fmt == "jsonl" else _parquet_blocks
+    yield from read(stream, path, names, duplicates, scan)
+
+
+def read_file(fs: fsspec.AbstractFileSystem, inputs: InputSet, path: str, duplicates: frozenset = frozenset(),
+              scan: bool = False) -> Iterator[pa.Table]:
+    """The same blocks the Ray reader gives, read in-process (for `batchgen validate`)."""
     with fs.open(path, "rb") as stream:
-        yield from (jsonl_blocks if fmt == "jsonl" else parquet_blocks)(stream, path, duplicates)
+        yield from read_stream(stream, path, inputs.format, inputs.names, duplicates, scan)
 
 
-def ray_dataset(fs: fsspec.AbstractFileSystem, files: list[str], fmt: str, duplicates: frozenset = frozenset()):
+def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicates: frozenset = frozenset(),
+                scan: bool = False):
     """A Ray Dataset over the input files (streamed: nothing is materialized on the driver)."""
     import ray.data
     from ray.data.datasource import FileBasedDatasource
 
-    read = jsonl_blocks if fmt == "jsonl" else parquet_blocks
-
     class RecordsDatasource(FileBasedDatasource):
         def _read_stream(self, f, path):
-            yield from read(f, path, duplicates)
+            yield from read_stream(f, path, inputs.format, inputs.names, duplicates, scan)
 
         def _open_input_source(self, filesystem, path, **open_args):
-            # Parquet needs a seekable file (its footer comes first); JSONL is read as a stream.
-            return filesystem.open_input_file(path) if fmt == "parquet" else super()._open_input_source(filesystem, path, **open_args)
+            # Raw bytes, always: `read_stream` decompresses, the same way `batchgen validate` reads.
+            return filesystem.open_input_file(path)
 
-    return ray.data.read_datasource(RecordsDatasource(files, filesystem=arrow_fs(fs)))
-
-
-def filename_provider(extension: str):
-    """Data files named `part-<write id>-<task>.<ext>`: `.jsonl` for JSON Lines (Ray would say `.json`)."""
-    from ray.data.datasource import FilenameProvider
-
-    class PartNames(FilenameProvider):
-        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"part-{write_uuid}-{task_index:06d}.{extension}"
-
-    return PartNames()
-
-
-def data_files(fs: fsspec.AbstractFileSystem, prefix: str) -> list[str]:
-    """The data files under an output prefix (not the `_`-prefixed ones batchgen keeps beside them)."""
-    if not fs.exists(prefix):
-        return []
-    prefix = prefix.rstrip("/")
-    return sorted(
-        f for f in fs.find(prefix)
-        if _format_of(f) and not any(part.startswith("_") for part in PurePosixPath(f[len(prefix):]).parts)
-    )
-
-
-def write_marker(fs: fsspec.AbstractFileSystem, prefix: str, name: str, payload: dict | None = None) -> None:
-    fs.makedirs(prefix, exist_ok=True)
-    with fs.open(f"{prefix.rstrip('/')}/{name}", "w") as handle:
-        handle.write(json.dumps(payload, indent=2) + "\n" if payload is not None else "")
+    return ray.data.read_datasource(RecordsDatasource(inputs.files, filesystem=arrow_fs(fs)))

@@ -7,11 +7,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from batchgen.models import context_length, load_tokenizer, profile_for, resolve_path
-from batchgen.pipeline import decode_batch, find_duplicates
+from batchgen.blocks import decode
 from batchgen.prompting import EngineInput, PromptBuilder
 from batchgen.records import RecordError, normalize
+from batchgen.scan import scan
 from batchgen.spec import JobSpec
-from batchgen.storage import find_inputs, open_fs, read_blocks
+from batchgen.storage import InputSet, open_fs, read_file
 
 
 @dataclass
@@ -25,18 +26,19 @@ class Report:
 
 def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
     fs, path = open_fs(spec.input.uri, spec.storage)
-    files, fmt = find_inputs(fs, path, spec.input.format)
+    inputs = InputSet.find(fs, path, spec.input.format)
     model_path = resolve_path(spec.model.path)
     tokenizer = load_tokenizer(spec.model, model_path)
     builder = PromptBuilder(
         tokenizer, profile_for(spec.model, tokenizer), spec.budget, context_length(spec.model, model_path, spec.engine)
     )
-    report = Report(files)
-    duplicates = find_duplicates((block for file in files for block in read_blocks(fs, file, fmt)), files)
-    for file in files:
-        for block in read_blocks(fs, file, fmt, frozenset(duplicates)):
-            records, ids, _ = decode_batch(block, duplicates)
-            for raw, rid in zip(records, ids):
+    report = Report(inputs.files)
+    # The same scan and decoding as `run`, in-process.
+    scanned = scan(inputs, (block for file in inputs.files for block in read_file(fs, inputs, file, scan=True)))
+    for file in inputs.files:
+        for block in read_file(fs, inputs, file, frozenset(scanned.duplicates)):
+            batch = decode(block, scanned.passthrough, scanned.duplicates)
+            for raw, rid in zip(batch.records, batch.ids):
                 report.records += 1
                 outcome = raw if isinstance(raw, RecordError) else normalize(raw, spec.defaults, row_id=rid)
                 if not isinstance(outcome, RecordError):

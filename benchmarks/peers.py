@@ -100,8 +100,8 @@ def batchgen_job(records: list[dict], tmp: Path) -> dict:
     started = time.time()
     stats = run(spec)
     done = time.time()
-    ready = done - stats["generation_time_s"]
-    return measured("batchgen", started, ready, done, stats["completion_tokens"], stats["records"])
+    ready = done - stats.generation_time_s
+    return measured("batchgen", started, ready, done, stats.completion_tokens, stats.records)
 
 
 def main() -> None:

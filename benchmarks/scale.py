@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.events import read_events, start_ray as start_local_ray
-from benchmarks.standin import SECONDS_PER_TOKEN
+from benchmarks.standin import SECONDS_PER_TOKEN, StandInReplica
 
 
 def write_inputs(folder: Path, records: int, max_tokens, per_file: int) -> None:
@@ -98,7 +98,7 @@ def memory(records: int) -> dict:
         started = time.time()
         threading.Thread(target=first_data_file, args=(tmp / "out", started, found, stop), daemon=True).start()
         with PeakMemory() as peak:
-            stats = run(spec)
+            stats = run(spec, replica_factory=StandInReplica)
         stop.set()
         # Every input file is read twice: once by the duplicate-id pass before the job, once by the job.
         reads = defaultdict(list)
@@ -106,7 +106,7 @@ def memory(records: int) -> dict:
             reads[path].append(at - started)
         job_reads = [max(times) for times in reads.values()]
         return {
-            "records": stats["records"], "input_files": len(reads), "wall_time_s": stats["wall_time_s"],
+            "records": stats.records, "input_files": len(reads), "wall_time_s": stats.wall_time_s,
             "driver_peak_mib": round(peak.driver / 2**20), "worker_peak_mib": round(peak.worker / 2**20),
             "first_shard_s": round(found.get("first_shard_s", float("nan")), 2),
             "job_started_reading_s": round(min(max(t) for t in reads.values()) if reads else 0, 2),
@@ -125,15 +125,15 @@ def replicas(count: int, records: int, seconds_per_token: float, seed: int = 0) 
         tmp = Path(tmp)
         write_inputs(tmp / "in", records, lengths.__getitem__, per_file=max(1, records // 8))
         start_ray(tmp / "events", seconds_per_token, cpus=4 + count)
-        stats = run(job_spec(tmp / "in", tmp / "out", replicas=count, batch_size=32))
+        stats = run(job_spec(tmp / "in", tmp / "out", replicas=count, batch_size=32), replica_factory=StandInReplica)
         finished = defaultdict(float)
         for pid, at, _ in read_events(tmp / "events", "done"):
             finished[pid] = max(finished[pid], at)
         ends = sorted(finished.values())
         return {
-            "replicas": count, "records": stats["records"], "replicas_seen": len(ends),
-            "generation_time_s": stats["generation_time_s"],
-            "records_per_s": round(stats["records"] / stats["generation_time_s"], 1),
+            "replicas": count, "records": stats.records, "replicas_seen": len(ends),
+            "generation_time_s": stats.generation_time_s,
+            "records_per_s": round(stats.records / stats.generation_time_s, 1),
             # The tail: how long the last replica worked on after the first one had run out of records.
             "tail_s": round(ends[-1] - ends[0], 2) if ends else 0.0,
             "ideal_records_per_s": round(count * ideal_rate(lengths, seconds_per_token, batch_size=32, in_flight=4), 1),

@@ -1,8 +1,7 @@
 """A STAND-IN ENGINE for the benchmarks of scale (streaming memory, replica scaling): no model, no vLLM.
 
-It replaces `batchgen.replica.Replica` inside Ray's worker processes (through Ray's
-`worker_process_setup_hook`), so everything else in a batchgen job runs for real: the readers, the actor
-pool, the checkpointing, the writers. A batch of records "decodes" in parallel, like a continuously batched
+A job gets it as its replica factory (`run(spec, replica_factory=StandInReplica)`), so everything else in
+a batchgen job runs for real: the readers, the actor pool, the checkpointing, the writers. A batch of records "decodes" in parallel, like a continuously batched
 engine, and takes `BATCHGEN_STANDIN_SECONDS_PER_TOKEN` x its longest record's max_tokens, sleeping (no CPU),
 so eight replicas fit on two cores. Each record's answer is `max_tokens` words long. It lives here, with the
 benchmarks, and is never used by a test that claims to test generation.
@@ -13,21 +12,21 @@ from __future__ import annotations
 import os
 import time
 
-from batchgen.outputs import answer_row, error_row
-from batchgen.records import RecordError, RecordFields, normalize, record_id
+from batchgen.records import RecordError, normalize
+from batchgen.rows import answer_row, error_row
+from batchgen.spec import JobSpec
 from benchmarks.events import log_event
 
 SECONDS_PER_TOKEN = "BATCHGEN_STANDIN_SECONDS_PER_TOKEN"
 
 
 class StandInReplica:
-    def __init__(self, model, engine=None, budget=None, defaults: RecordFields | None = None):
-        self.model_name = f"stand-in:{model.path}"
-        self.defaults = defaults or RecordFields()
+    def __init__(self, spec: JobSpec):
+        self.model_name = f"stand-in:{spec.model.path}"
+        self.defaults = spec.defaults
         self.seconds_per_token = float(os.environ.get(SECONDS_PER_TOKEN, "0"))
 
-    def generate(self, records: list[dict], ids: list[str] | None = None) -> list[dict]:
-        ids = ids or [record_id(raw, "") for raw in records]
+    def generate(self, records: list[dict], ids: list[str]) -> list[dict]:
         requests = [normalize(raw, self.defaults, row_id=rid) for raw, rid in zip(records, ids)]
         lengths = [r.max_tokens or 16 for r in requests if not isinstance(r, RecordError)]
         time.sleep(self.seconds_per_token * max(lengths, default=0))
@@ -47,17 +46,14 @@ class StandInReplica:
 
 
 def install() -> None:
-    """Ray's worker_process_setup_hook: every worker builds stand-ins instead of vLLM replicas, and logs
-    when it finishes reading an input file."""
-    import batchgen.replica
+    """Ray's worker_process_setup_hook: instruments the readers (no behaviour changed) so that every worker
+    logs when it finishes reading an input file."""
     import batchgen.storage
 
-    batchgen.replica.Replica = StandInReplica
-    for name in ("jsonl_blocks", "parquet_blocks"):
-        reader = getattr(batchgen.storage, name)
+    reader = batchgen.storage.read_stream
 
-        def logged(stream, path, duplicates=frozenset(), _reader=reader):
-            yield from _reader(stream, path, duplicates)
-            log_event("read", path)
+    def logged(stream, path, *args, **kwargs):
+        yield from reader(stream, path, *args, **kwargs)
+        log_event("read", path)
 
-        setattr(batchgen.storage, name, logged)
+    batchgen.storage.read_stream = logged

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.outputs import OUTPUT_FIELDS, OutputRecord
+from batchgen.rows import OUTPUT_FIELDS, OutputRow
 from batchgen.pipeline import JobFailed, run
 from batchgen.spec import JobSpec
 from batchgen.toy import corpus
@@ -100,7 +100,7 @@ def test_jsonl_in_parquet_out_one_row_per_record(jsonl_run):
     assert codes["prompts.jsonl:4"] == "invalid_json" and codes["prompts.jsonl:6"] == "invalid_json"
     assert codes["prompts.jsonl:10"] == "invalid_utf8" and codes["bad"] == "out_of_range"
     for row in rows.values():
-        OutputRecord.model_validate(row)
+        OutputRow.model_validate(row)
 
 
 def test_jsonl_passthrough_fields_come_out_unchanged(jsonl_run):
@@ -115,7 +115,7 @@ def test_jsonl_passthrough_fields_come_out_unchanged(jsonl_run):
 def test_stats_and_success_marker(jsonl_run):
     out, stats = jsonl_run
     written = json.loads((out / "_stats.json").read_text())
-    assert written == stats
+    assert written == stats.to_json()
     assert (written["records"], written["ok"], written["errors"]) == (19, 4, 15)
     assert written["errors_by_code"] == {
         "conflicting_prompt": 1, "duplicate_id": 1, "empty_messages": 1, "invalid_content": 1, "invalid_json": 2,
@@ -152,7 +152,7 @@ def test_another_jobs_output_is_never_added_to(jsonl_run, tmp_path):
     out, _ = jsonl_run
     (tmp_path / "x.jsonl").write_text(JSONL_LINES[0] + "\n")
     with pytest.raises(JobFailed, match=r"holds results of a different spec \(changed: defaults\)"):
-        run(job(tmp_path / "x.jsonl", out, defaults={"max_tokens": 5}))
+        run(job(out.parent / "prompts.jsonl", out, defaults={"max_tokens": 5}))
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     pq.write_table(pa.table({"x": [1]}), foreign / "data.parquet")
@@ -197,7 +197,7 @@ def test_parquet_on_s3_in_and_out_keeps_nested_types(s3_endpoint, ray_cluster):
     spec = job("s3://batchgen-test/in/", "s3://batchgen-test/results/run-1/", storage={"endpoint_url": s3_endpoint},
                defaults={"reasoning": "off", "max_tokens": 20, "temperature": 0.0})
     stats = run(spec)
-    assert (stats["records"], stats["errors"]) == (2, 0)
+    assert (stats.records, stats.errors) == (2, 0)
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("batchgen-test/results/run-1/"))
     assert "_SUCCESS" in names and "_stats.json" in names
     (data,) = [n for n in names if n.endswith(".parquet")]
@@ -217,3 +217,41 @@ def test_a_broken_input_stops_the_job_early(tmp_path, ray_cluster):
         run(spec)
     stats = json.loads((tmp_path / "out" / "_stats.json").read_text())
     assert stats["records"] < 48 and not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_passthrough_fields_arrive_whole_with_one_schema_for_the_prefix(tmp_path, ray_cluster):
+    import duckdb
+    import pyarrow.dataset as pads
+
+    say_hi = {"prompt": "Say hi.", "reasoning": "off"}
+    records = [
+        {"id": "a", **say_hi},  # the first record of its batch has none of the fields below
+        {"id": "b", **say_hi, "meta": {"k": 1}, "note": None, "n": 1},
+        {"id": "c", **say_hi, "meta": {}, "empty": [], "nested": {"inner": {}}},
+        {"id": "d", **say_hi, "note": "later", "n": "one", "model": "gpt-4"},
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    # One record per batch and per file: every file sees a different subset of the fields.
+    spec = job(tmp_path / "in.jsonl", tmp_path / "out", defaults={"max_tokens": 4},
+               scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 1},
+               output={"uri": str(tmp_path / "out"), "min_rows_per_file": 1})
+    stats = run(spec)
+    assert (stats.records, stats.errors, stats.files) == (4, 0, 4)
+    glob = str(tmp_path / "out" / "*.parquet")
+    rows = {r["id"]: r for r in duckdb.sql(f"SELECT * FROM read_parquet('{glob}')").fetchdf().to_dict("records")}
+    assert pads.dataset(str(tmp_path / "out"), format="parquet",
+                        exclude_invalid_files=True).to_table().num_rows == 4  # pyarrow's plain glob too
+    assert json.loads(rows["b"]["meta"]) == {"k": 1} and json.loads(rows["c"]["meta"]) == {}
+    assert rows["a"]["meta"] is None
+    assert json.loads(rows["c"]["empty"]) == [] and json.loads(rows["c"]["nested"]) == {"inner": {}}
+    assert rows["d"]["note"] == "later" and rows["b"]["note"] is None
+    assert [json.loads(rows[k]["n"]) for k in "bd"] == [1, "one"]
+    assert rows["d"]["input_model"] == "gpt-4" and rows["d"]["model"] == "toy:nemotron-h"
+    assert all(rows[k]["content"] for k in "abcd")
+
+
+def test_another_input_onto_a_finished_output_is_refused(jsonl_run, tmp_path):
+    out, _ = jsonl_run
+    (tmp_path / "x.jsonl").write_text(JSONL_LINES[0] + "\n")
+    with pytest.raises(JobFailed, match=r"holds results for another input \(prompts.jsonl, .* bytes; this run reads x.jsonl"):
+        run(job(tmp_path / "x.jsonl", out, errors={"max_fraction": 0.9}))

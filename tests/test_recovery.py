@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from batchgen.storage import data_files
+from batchgen.prefix import data_files
 from batchgen.toy import corpus
 from tests.conftest import TEST_ENGINE
 

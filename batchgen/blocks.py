@@ -1,0 +1,57 @@
+"""From a block of input rows to raw records, and from output rows back to a block of the prefix's schema
+(pure logic over Arrow; the Ray Data stage in `pipeline` calls these around the replica).
+
+The output block's schema is always `schema(passthrough)`: the row contract's columns (`rows.OutputRow`),
+then the prefix's passthrough columns, whatever the block's records hold. That is what lets every data
+file of a prefix share one schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from batchgen.passthrough import Passthrough
+from batchgen.records import INPUT_FIELDS, RecordError, parse_json_line
+from batchgen.rows import OUTPUT_SCHEMA
+from batchgen.storage import INDEX, INTERNAL_COLUMNS, LINE, SOURCE
+
+
+@dataclass
+class InputBatch:
+    """A decoded block: per row its raw record (a dict, or why the row is not one) and its id, and the
+    block's passthrough columns, already in the prefix's schema."""
+
+    records: list[dict | RecordError]
+    ids: list[str]
+    passthrough: list[pa.Array]
+
+
+def decode(block: pa.Table, passthrough: Passthrough,
+           duplicates: dict[tuple[str, int], RecordError] | None = None) -> InputBatch:
+    """Input rows (a records-mode block of `storage.read_stream`) as raw records. `duplicates` ((file,
+    number) -> error) turns later uses of an id into their error."""
+    ids = block.column("id").to_pylist()
+    if LINE in block.column_names:  # JSONL: parsed here, on the replica's worker, one error row per bad line
+        records = [parse_json_line(line) for line in block.column(LINE).to_pylist()]
+        columns = passthrough.from_records(records)
+    else:  # Parquet: passthrough columns are cast, not rebuilt, so they keep their Parquet types
+        fields = [c for c in block.column_names if c in INPUT_FIELDS and c != "id" and c not in INTERNAL_COLUMNS]
+        records = block.select(fields).to_pylist()
+        columns = passthrough.from_table(block)
+    if duplicates:
+        places = zip(block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist())
+        records = [duplicates.get(place, r) for r, place in zip(records, places)]
+    return InputBatch(records, ids, columns)
+
+
+def schema(passthrough: Passthrough) -> pa.Schema:
+    """Every output file's schema: the row contract's columns, then the passthrough columns."""
+    return pa.schema([*OUTPUT_SCHEMA, *passthrough.schema])
+
+
+def assemble(rows: list[dict], batch: InputBatch, passthrough: Passthrough) -> pa.Table:
+    """The output block: `rows` (one per input row, in order) with the batch's passthrough columns."""
+    table = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+    return pa.Table.from_arrays([*table.columns, *batch.passthrough], schema=schema(passthrough))

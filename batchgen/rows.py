@@ -1,0 +1,98 @@
+"""The output row contract, written once: `OutputRow` is the model from which the Arrow schema of every
+data file, the JSON Schema (`batchgen schema output`) and the answer and error rows all come.
+
+Names follow OpenAI's chat API and vLLM where they have one (`reasoning_content`, `content`,
+`tool_calls`, `finish_reason`, `*_tokens`). A record's passthrough fields follow these columns
+(`batchgen.passthrough`).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from batchgen.outputs import parse_tool_calls
+from batchgen.records import RecordError
+
+
+class ToolCall(BaseModel):
+    id: str = Field(description="deterministic per record and position")
+    name: str
+    arguments: str = Field(description="the arguments as JSON text")
+
+
+class OutputRow(BaseModel):
+    """One output row (before the record's passthrough fields). The defaults are an error row's."""
+
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    id: str = Field(description="the record's id as text")
+    reasoning: Literal["on", "off"] | None = Field(None, description="the effective mode; null when the record could not run")
+    reasoning_content: str | None = Field(None, description="the reasoning; null when reasoning was off")
+    content: str | None = Field(None, description="the answer without tool-call blocks; null on error rows")
+    tool_calls: list[ToolCall] | None = Field(None, description="parsed tool calls; null when none")
+    finish_reason: Literal["stop", "length", "tool_calls", "error", "abort"] = "error"
+    thinking_budget_hit: bool = Field(False, description="the thinking budget ended the reasoning")
+    prompt_tokens: int = 0
+    reasoning_tokens: int = Field(0, description="generated tokens up to and including the end of thinking")
+    completion_tokens: int = Field(0, description="all generated tokens, reasoning plus answer")
+    error: str | None = Field(None, description='null, or "code: message"')
+    model: str
+
+
+OUTPUT_FIELDS = tuple(OutputRow.model_fields)
+_ERROR_ROW = {name: field.default for name, field in OutputRow.model_fields.items() if not field.is_required()}
+
+
+def _arrow_type(annotation) -> pa.DataType:
+    """Arrow type of a row field's annotation (the few shapes `OutputRow` uses)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return _arrow_type(args[0])
+    if origin is Literal:
+        return pa.string()
+    if origin is list:
+        return pa.list_(_arrow_type(args[0]))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pa.struct([(name, _arrow_type(f.annotation)) for name, f in annotation.model_fields.items()])
+    return {str: pa.string(), int: pa.int64(), bool: pa.bool_(), float: pa.float64()}[annotation]
+
+
+OUTPUT_SCHEMA = pa.schema([(name, _arrow_type(f.annotation)) for name, f in OutputRow.model_fields.items()])
+
+
+def error_row(record_id: str, model: str, error: RecordError, mode: str | None = None, prompt_tokens: int = 0) -> dict:
+    """The row of a record that produced no answer: `error` is "code: message"."""
+    values = {**_ERROR_ROW, "id": record_id, "model": model, "reasoning": mode, "prompt_tokens": prompt_tokens,
+              "error": str(error)}
+    return {name: values[name] for name in OUTPUT_FIELDS}
+
+
+def answer_row(
+    *, record_id: str, model: str, mode: str, reasoning_text: str | None, content: str, finish_reason: str,
+    budget_hit: bool, prompt_tokens: int, reasoning_tokens: int, completion_tokens: int,
+) -> dict:
+    """The row of a generated answer. Tool-call blocks are parsed out of `content` (a parse failure keeps
+    the text and says why in `error`); a stop with tool calls is `finish_reason` "tool_calls", as in
+    OpenAI's API. Token counts are in tokens; `reasoning_tokens` includes the end-of-thinking token."""
+    content, tool_calls, error = parse_tool_calls(content.strip(), record_id)
+    if tool_calls and finish_reason == "stop":
+        finish_reason = "tool_calls"
+    return {
+        "id": record_id,
+        "reasoning": mode,
+        "reasoning_content": None if mode == "off" else (reasoning_text or "").strip(),
+        "content": content,
+        "tool_calls": tool_calls,
+        "finish_reason": finish_reason,
+        "thinking_budget_hit": budget_hit,
+        "prompt_tokens": prompt_tokens,
+        "reasoning_tokens": reasoning_tokens,
+        "completion_tokens": completion_tokens,
+        "error": error,
+        "model": model,
+    }

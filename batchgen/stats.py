@@ -1,0 +1,127 @@
+"""What a job counts (pure logic): the running tally and its early-stop verdict, and the job's stats as
+written to `_stats.json`.
+
+The tally is what the replicas report as they go (retried work may count twice: it is for progress and
+the early stop only). The stats are counted from the data files the job wrote, so they are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass
+class Tally:
+    """Records, errors and generated tokens so far; `verdict` says why the job must stop early, once the
+    share of failed records passed `max_fraction` after at least `min_records` (the spec's `errors`)."""
+
+    max_fraction: float
+    min_records: int
+    records: int = 0
+    errors: int = 0
+    completion_tokens: int = 0
+    verdict: str = ""
+    first_ready: float | None = None  # wall clock (s) when the first replica was ready
+
+    def add(self, records: int, errors: int, completion_tokens: int) -> str:
+        self.records += records
+        self.errors += errors
+        self.completion_tokens += completion_tokens
+        if not self.verdict and self.records >= self.min_records and self.errors > self.max_fraction * self.records:
+            self.verdict = (f"stopped early: {self.errors} of the first {self.records} records failed, "
+                            f"more than errors.max_fraction {self.max_fraction}")
+        return self.verdict
+
+    def ready(self, at: float) -> None:
+        self.first_ready = min(at, self.first_ready or at)
+
+
+@dataclass
+class RowCounts:
+    """Counts over output rows: rows, errors by code, token totals."""
+
+    records: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    COLUMNS = ("error", "prompt_tokens", "completion_tokens", "reasoning_tokens")
+
+    @classmethod
+    def of(cls, batches: Iterable[pa.RecordBatch | pa.Table]) -> RowCounts:
+        """From batches holding at least `COLUMNS`."""
+        counts, errors = cls(), Counter()
+        for batch in batches:
+            counts.records += batch.num_rows
+            for name in cls.COLUMNS[1:]:
+                setattr(counts, name, getattr(counts, name) + sum(v or 0 for v in batch.column(name).to_pylist()))
+            errors.update(e.split(":", 1)[0] for e in batch.column("error").to_pylist() if e)
+        counts.errors_by_code = dict(sorted(errors.items()))
+        return counts
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_code.values())
+
+
+@dataclass
+class JobStats:
+    """`_stats.json`: the output's counts, and this run's times (s) and throughput (tokens/s)."""
+
+    job: str
+    model: str
+    input_files: int
+    records: int
+    ok: int
+    errors: int
+    errors_by_code: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    files: int
+    skipped_already_done: int  # rows an earlier run had committed (the checkpoint's count)
+    wall_time_s: float
+    tokens_per_s: float
+    engine_startup_s: float  # from the start of the run to the first replica ready
+    generation_time_s: float  # from the first replica ready to the end
+    generation_tokens_per_s: float  # tokens generated in this run over generation_time_s
+    already_complete: bool = False  # true only in what `run` returns for a job that had nothing to do
+
+    @classmethod
+    def build(cls, *, job: str, model: str, input_files: int, files: int, counts: RowCounts, skipped: int,
+              started: float, first_ready: float | None, generated_tokens: int, now: float) -> JobStats:
+        wall = now - started
+        first_ready = first_ready or now
+        generation = now - first_ready
+        return cls(
+            job=job, model=model, input_files=input_files, records=counts.records, ok=counts.records - counts.errors,
+            errors=counts.errors, errors_by_code=counts.errors_by_code, prompt_tokens=counts.prompt_tokens,
+            completion_tokens=counts.completion_tokens, reasoning_tokens=counts.reasoning_tokens, files=files,
+            skipped_already_done=skipped, wall_time_s=round(wall, 2),
+            tokens_per_s=round(counts.completion_tokens / wall, 1) if wall > 0 else 0.0,
+            engine_startup_s=round(first_ready - started, 2), generation_time_s=round(generation, 2),
+            generation_tokens_per_s=round(generated_tokens / generation, 1) if generation > 0 else 0.0,
+        )
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("already_complete")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> JobStats:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def failed_share(self, max_fraction: float) -> str | None:
+        """Why the job must not count as a success (too many failed records), or None."""
+        if self.records and self.errors / self.records > max_fraction:
+            return (f"{self.errors} of {self.records} records failed, more than errors.max_fraction "
+                    f"{max_fraction}: {self.errors_by_code}")
+        return None
