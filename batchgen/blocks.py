@@ -51,7 +51,24 @@ def schema(passthrough: Passthrough) -> pa.Schema:
     return pa.schema([*OUTPUT_SCHEMA, *passthrough.schema])
 
 
-def assemble(rows: list[dict], batch: InputBatch, passthrough: Passthrough) -> pa.Table:
-    """The output block: `rows` (one per input row, in order) with the batch's passthrough columns."""
+def assemble(rows: list[dict], columns: list[pa.Array], passthrough: Passthrough) -> pa.Table:
+    """The output block: `rows` with their passthrough `columns` (aligned with the rows)."""
     table = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
-    return pa.Table.from_arrays([*table.columns, *batch.passthrough], schema=schema(passthrough))
+    return pa.Table.from_arrays([*table.columns, *columns], schema=schema(passthrough))
+
+
+def gather(taken: list[tuple[dict, tuple[InputBatch, int]]]) -> tuple[list[dict], list[pa.Array]]:
+    """Rows that finished, each tagged with its input batch and row there, as (rows, passthrough columns):
+    a replica returns rows of whichever records finished, from any of its batches."""
+    order: dict[int, tuple[InputBatch, list[int], list[dict]]] = {}
+    for row, (batch, index) in taken:
+        _, indices, rows = order.setdefault(id(batch), (batch, [], []))
+        indices.append(index)
+        rows.append(row)
+    groups = list(order.values())
+    rows = [row for _, _, group in groups for row in group]
+    if not groups:
+        return [], []
+    columns = [pa.concat_arrays([batch.passthrough[c].take(indices) for batch, indices, _ in groups])
+               for c in range(len(groups[0][0].passthrough))]
+    return rows, columns

@@ -1,4 +1,4 @@
-"""The output record: splitting reasoning from content, parsing tool calls, shaping rows (pure logic).
+"""The answer: splitting reasoning from content and parsing tool calls (pure logic; `rows` shapes rows).
 
 The split is made on the end-of-thinking token id in the generated ids, never on decoded text, so a model
 that writes "</think>" as plain text inside its answer cannot fool it. Nothing is dropped: reasoning cut off
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Sequence
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from batchgen.records import RecordError
-
-TOOL_CALL_BLOCK = re.compile(r"<TOOLCALL>(.*?)</TOOLCALL>", re.DOTALL)
+TOOL_CALL_OPEN = "<TOOLCALL>"
+TOOL_CALL_CLOSE = "</TOOLCALL>"
+_JSON = json.JSONDecoder()
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
 
 
 def split_reasoning(token_ids: Sequence[int], mode: str, end_token_id: int | None) -> tuple[list[int] | None, list[int]]:
@@ -39,86 +37,89 @@ def _tool_call_id(record_id: str, index: int) -> str:
     return "call_" + hashlib.sha256(f"{record_id}\x00{index}".encode()).hexdigest()[:24]
 
 
+class _Unparsable(Exception):
+    """Why a tool-call block cannot be read; the message names the block by its character position."""
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _read_block(content: str, start: int) -> tuple[object, int]:
+    """The JSON value of the block whose `<TOOLCALL>` is at `start`, and the position just after its
+    `</TOOLCALL>`. The JSON is read by its structure (`raw_decode`), not up to the first closing tag, so a
+    `</TOOLCALL>` or `<TOOLCALL>` inside a string argument is text, not a tag."""
+    pos = _skip_space(content, start + len(TOOL_CALL_OPEN))
+    # The text ending inside the block (cut off by max_tokens or a stop string) is the common failure.
+    unclosed = _Unparsable(f"the <TOOLCALL> at character {start} has no closing </TOOLCALL>")
+    try:
+        value, end = _JSON.raw_decode(content, pos)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(content):
+            raise unclosed from None
+        raise _Unparsable(
+            f"the <TOOLCALL> at character {start} does not hold JSON: {exc.msg} at character {exc.pos}"
+        ) from None
+    close = _skip_space(content, end)
+    if content.startswith(TOOL_CALL_CLOSE, close):
+        return value, close + len(TOOL_CALL_CLOSE)
+    if close == len(content):
+        raise unclosed
+    raise _Unparsable(
+        f"the <TOOLCALL> at character {start} needs </TOOLCALL> right after its JSON, "
+        f"found {content[close:close + 20]!r} at character {close}"
+    )
+
+
+def _calls_in(value: object, start: int) -> list[tuple[str, str]]:
+    """(name, arguments as JSON text) of each call in one block's JSON value: a list of calls (the model
+    card's format) or a single call object."""
+    items = [value] if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        kind = _JSON_KINDS[type(value)]
+        raise _Unparsable(f"the <TOOLCALL> at character {start} holds {kind}, not a list of calls")
+    calls = []
+    for n, item in enumerate(items):
+        where = f"call {n} in the <TOOLCALL> at character {start}"
+        if not isinstance(item, dict):
+            raise _Unparsable(f"{where} is {_JSON_KINDS[type(item)]}, not an object")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise _Unparsable(f'{where} needs a "name" string, got {name!r:.60}')
+        arguments = item.get("arguments", {})
+        # OpenAI's contract: arguments are the JSON text of an object; a model may write that text itself.
+        try:
+            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise _Unparsable(f'{where} needs "arguments" to be an object, got {arguments!r:.60}')
+        calls.append((name, arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)))
+    return calls
+
+
 def parse_tool_calls(content: str, record_id: str) -> tuple[str, list[dict] | None, str | None]:
     """Nemotron's `<TOOLCALL>[{"name": ..., "arguments": {...}}]</TOOLCALL>` blocks out of an answer.
 
-    Returns (content without the blocks, tool calls or None, error or None). On any parse error the content
-    is returned whole, raw blocks included."""
-    if "<TOOLCALL>" not in content:
+    Returns (content without the blocks, tool calls or None, error or None). Each block holds one JSON
+    value, a list of calls or one call object, with only whitespace between it and the tags; an answer may
+    hold several blocks, with text between them, which stays in the content. Call ids follow the calls'
+    order across all blocks. On any parse error the content is returned whole, raw blocks included, with
+    `error` "tool_call_parse_error: ..." naming the block by the character position of its `<TOOLCALL>` in
+    `content` (and where the JSON failed)."""
+    outside, calls, pos = [], [], 0
+    try:
+        while (start := content.find(TOOL_CALL_OPEN, pos)) != -1:
+            outside.append(content[pos:start])
+            value, pos = _read_block(content, start)
+            calls.extend(_calls_in(value, start))
+    except _Unparsable as exc:
+        return content, None, f"tool_call_parse_error: {exc}"
+    if not outside:
         return content, None, None
-    blocks = TOOL_CALL_BLOCK.findall(content)
-    if not blocks or content.count("<TOOLCALL>") != len(blocks):
-        return content, None, "tool_call_parse_error: <TOOLCALL> without a closing </TOOLCALL>"
-    calls = []
-    for block in blocks:
-        try:
-            items = json.loads(block)
-        except json.JSONDecodeError as exc:
-            return content, None, f"tool_call_parse_error: not JSON ({exc.msg} at {exc.pos})"
-        items = items if isinstance(items, list) else [items]
-        for item in items:
-            if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
-                return content, None, "tool_call_parse_error: each call needs a string name"
-            arguments = item.get("arguments", {})
-            if not isinstance(arguments, str):
-                arguments = json.dumps(arguments, ensure_ascii=False)
-            calls.append({"id": _tool_call_id(record_id, len(calls)), "name": item["name"], "arguments": arguments})
-    return TOOL_CALL_BLOCK.sub("", content).strip(), calls, None
-
-
-def answer_row(
-    *, record_id: str, model: str, mode: str, reasoning_text: str | None, content: str, finish_reason: str,
-    budget_hit: bool, prompt_tokens: int, reasoning_tokens: int, completion_tokens: int,
-) -> dict:
-    content, tool_calls, error = parse_tool_calls(content.strip(), record_id)
-    if tool_calls and finish_reason == "stop":
-        finish_reason = "tool_calls"
-    return {
-        "id": record_id,
-        "reasoning": mode,
-        "reasoning_content": None if mode == "off" else (reasoning_text or "").strip(),
-        "content": content,
-        "tool_calls": tool_calls,
-        "finish_reason": finish_reason,
-        "thinking_budget_hit": budget_hit,
-        "prompt_tokens": prompt_tokens,
-        "reasoning_tokens": reasoning_tokens,
-        "completion_tokens": completion_tokens,
-        "error": error,
-        "model": model,
-    }
-
-
-def error_row(record_id: str, model: str, error: RecordError, mode: str | None = None, prompt_tokens: int = 0) -> dict:
-    return {
-        "id": record_id, "reasoning": mode, "reasoning_content": None, "content": None, "tool_calls": None,
-        "finish_reason": "error", "thinking_budget_hit": False, "prompt_tokens": prompt_tokens,
-        "reasoning_tokens": 0, "completion_tokens": 0, "error": str(error), "model": model,
-    }
-
-
-class ToolCall(BaseModel):
-    id: str = Field(description="deterministic per record and position")
-    name: str
-    arguments: str = Field(description="the arguments as JSON text")
-
-
-class OutputRecord(BaseModel):
-    """One output row (before the record's passthrough fields)."""
-
-    model_config = ConfigDict(extra="allow")
-    id: str = Field(description="the record's id as text")
-    reasoning: Literal["on", "off"] | None = Field(description="the effective mode; null when the record could not run")
-    reasoning_content: str | None = Field(description="the reasoning; null when reasoning was off")
-    content: str | None = Field(description="the answer without tool-call blocks; null on error rows")
-    tool_calls: list[ToolCall] | None = Field(description="parsed tool calls; null when none")
-    finish_reason: Literal["stop", "length", "tool_calls", "error", "abort"]
-    thinking_budget_hit: bool = Field(description="the thinking budget ended the reasoning")
-    prompt_tokens: int
-    reasoning_tokens: int = Field(description="generated tokens up to and including the end of thinking")
-    completion_tokens: int = Field(description="all generated tokens, reasoning plus answer")
-    error: str | None = Field(description='null, or "code: message"')
-    model: str
-
-
-OUTPUT_FIELDS = tuple(OutputRecord.model_fields)
+    outside.append(content[pos:])
+    tool_calls = [{"id": _tool_call_id(record_id, i), "name": name, "arguments": arguments}
+                  for i, (name, arguments) in enumerate(calls)]
+    return "".join(outside).strip(), tool_calls or None, None

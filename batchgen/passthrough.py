@@ -8,11 +8,12 @@ with a plain glob:
 
 - Every passthrough field of any record is a column of every file; a record without it has null there.
 - JSON values keep their natural Arrow type (string, int64, double, bool, list, struct); ints and floats
-  together are double; objects become structs whose fields are the union of the keys seen.
-- A field whose values do not share one type (an int here, a string there), or whose type Parquet cannot
-  hold or readers do not agree on (an empty object `{}`, an empty list with no typed items anywhere, an
-  integer beyond 64 bits), is written as JSON text: a string column, `json.dumps` of each value (null stays
-  null). Parquet input columns keep their Parquet type; files that disagree on one are merged the same way.
+  together are double; objects are structs when every object in that place has the same keys (so each
+  value comes back exactly, no key added as null).
+- A field whose values do not share one type (an int here, a string there; objects with different keys),
+  or whose type Parquet cannot hold or readers do not agree on (an empty object `{}` alone, an empty list
+  with no typed items anywhere, an integer beyond 64 bits), is written as JSON text: a string column,
+  `json.dumps` of each value (null stays null). Parquet input columns keep their Parquet type; files that disagree on one are merged the same way.
 - A field named like an output column (`content`, `model`, ...) is written as `input_<name>` (with more
   `input_` in front while that name is taken too).
 """
@@ -58,8 +59,32 @@ def _writable(data_type: pa.DataType) -> bool:
     return True
 
 
+def _same_keys(a: pa.DataType, b: pa.DataType) -> bool:
+    """Whether two types have structs with the same field names at the same places (null fits any)."""
+    if pa.types.is_null(a) or pa.types.is_null(b):
+        return True
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        names = [f.name for f in a]
+        return names == [f.name for f in b] and all(_same_keys(a.field(n).type, b.field(n).type) for n in names)
+    if pa.types.is_list(a) and pa.types.is_list(b):
+        return _same_keys(a.value_type, b.value_type)
+    return pa.types.is_struct(a) == pa.types.is_struct(b)
+
+
+def _consistent(value, path: str, keys: dict[str, tuple]) -> bool:
+    """Whether every object at the same place in a field's values has the same keys (so a struct holds
+    each value exactly, with no key added as null)."""
+    if isinstance(value, dict):
+        if keys.setdefault(path, tuple(value)) != tuple(value):
+            return False
+        return all(_consistent(v, f"{path}.{k}", keys) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_consistent(v, f"{path}[]", keys) for v in value)
+    return True
+
+
 def _merge(a: pa.Field, b: pa.Field) -> pa.Field:
-    if is_json_text(a) or is_json_text(b):
+    if is_json_text(a) or is_json_text(b) or not _same_keys(a.type, b.type):
         return _json_text(a.name)
     try:
         merged = pa.unify_schemas([pa.schema([a.remove_metadata()]), pa.schema([b.remove_metadata()])],
@@ -75,6 +100,10 @@ def infer_fields(records: list[dict], names: Iterable[str]) -> list[pa.Field]:
     fields = []
     for name in names:
         values = [r.get(name) for r in records]
+        keys: dict[str, tuple] = {}
+        if not all(_consistent(v, "", keys) for v in values):
+            fields.append(_json_text(name))
+            continue
         try:
             fields.append(pa.field(name, pa.array(values).type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -146,7 +175,8 @@ class Passthrough:
         return columns
 
     def from_table(self, table: pa.Table) -> list[pa.Array]:
-        """The columns for a block of Parquet rows: cast to the prefix's type, absent ones null."""
+        """The columns for a block of Parquet rows: cast to the prefix's type, absent ones null (arrays,
+        not chunked: rows of several blocks are gathered from them)."""
         columns = []
         for field in self.schema:
             source = self.sources[field.name]
@@ -155,7 +185,7 @@ class Passthrough:
             elif is_json_text(field):
                 columns.append(pa.array([_as_json(v) for v in table.column(source).to_pylist()], pa.string()))
             else:
-                columns.append(table.column(source).cast(field.type))
+                columns.append(table.column(source).cast(field.type).combine_chunks())
         return columns
 
     def to_json(self) -> dict:

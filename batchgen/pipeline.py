@@ -10,8 +10,8 @@ row, an answer or an error row (`blocks`); the prefix (`prefix`) decides whether
 or is refused; the stats are counted from what was written (`stats`), and `_SUCCESS` is written last,
 only when the share of failed records stayed within `errors.max_fraction`.
 
-`run()` takes a replica factory: anything with `generate(records, ids) -> rows`, `model_name` and
-`close()` hosts the engine (tests and benchmarks hand it a stand-in, nothing is patched).
+`run()` takes a replica factory: anything with `submit(records, ids) -> futures of rows`, `model_name`
+and `close()` hosts the engine (tests and benchmarks hand it a stand-in, nothing is patched).
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
 
-from batchgen.blocks import assemble, decode, schema
-from batchgen.ledger import CrashLedger
+from batchgen.blocks import assemble, decode, gather, schema
+from batchgen.flow import EngineDied, RecordPool
+from batchgen.ledger import CrashLedger, HandedOut
 from batchgen.passthrough import Passthrough
 from batchgen.prefix import Manifest, OutputPrefix, PrefixRefused
 from batchgen.records import RecordError
@@ -53,7 +55,8 @@ class TooManyErrors(RuntimeError):
 class ReplicaLike(Protocol):
     model_name: str
 
-    def generate(self, records: list[dict], ids: list[str]) -> list[dict]: ...
+    def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
+        """Starts each record; its Future resolves to its row, or raises `EngineDied`."""
 
     def close(self) -> None: ...
 
@@ -66,7 +69,9 @@ def vllm_replica(spec: JobSpec) -> ReplicaLike:
 
 
 class GenerateStage:
-    """A Ray Data actor: hosts one replica and turns a block of input rows into the same number of rows."""
+    """A Ray Data actor hosting one replica. Each call puts its batch's records into the replica's pool and
+    returns as many rows as it put in, of whichever records finished first (`batchgen.flow`), so the
+    engine's load is set by records in flight, not by batches, and no long record holds a batch back."""
 
     def __init__(self, spec_json: str, progress, duplicates, passthrough: dict, replica_factory):
         spec = JobSpec.model_validate_json(spec_json)
@@ -75,48 +80,46 @@ class GenerateStage:
         self.progress = progress
         self.duplicates = duplicates
         self.passthrough = Passthrough.from_json(passthrough)
+        self.pool = RecordPool()
+        # Records that were running when an engine died run one at a time, so the one that kills the
+        # engine is found and, after ENGINE_MAX_CRASHES deaths, written as an error row instead of looping.
+        self.suspects = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgen-suspects")
 
     def __call__(self, block):
         import ray
 
-        from batchgen.replica import EngineDied
-
         batch = decode(block, self.passthrough, self.duplicates)
-        records, ids = batch.records, batch.ids
-        runnable = [i for i, r in enumerate(records) if isinstance(r, dict)]
-        rows = [error_row(ids[i], self.replica.model_name, r) if isinstance(r, RecordError) else None
-                for i, r in enumerate(records)]
+        model = self.replica.model_name
+        added = 0
+        fresh = []
+        for i, (crashes, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
+            if handed_out:  # a retried batch: another call of the replica that died already returned this row
+                continue
+            added += 1
+            if isinstance(batch.records[i], RecordError):
+                self.pool.add(error_row(batch.ids[i], model, batch.records[i]), (batch, i))
+            elif crashes >= ENGINE_MAX_CRASHES:
+                error = RecordError("engine_crash", f"the engine died {crashes} times while this record ran")
+                self.pool.add(error_row(batch.ids[i], model, error), (batch, i))
+            elif crashes:
+                self.pool.submit(self.suspects.submit(self._alone, batch.records[i], batch.ids[i]), (batch, i))
+            else:
+                fresh.append(i)
+        for i, future in zip(fresh, self.replica.submit([batch.records[i] for i in fresh], [batch.ids[i] for i in fresh])):
+            self.pool.submit(future, (batch, i))
         try:
-            for i, row in zip(runnable, self._generate([records[i] for i in runnable], [ids[i] for i in runnable])):
-                rows[i] = row
+            rows, columns = gather(self.pool.take(added))
         except EngineDied:
             # Only a new process can host a new engine: Ray restarts this actor and retries its batches.
             os._exit(1)
-        verdict = ray.get(self.progress.add.remote(
-            len(rows), sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
+        verdict = ray.get(self.progress.taken.remote(
+            [r["id"] for r in rows], sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
-        return assemble(rows, batch, self.passthrough)
+        return assemble(rows, columns, self.passthrough)
 
-    def _generate(self, records: list[dict], ids: list[str]) -> list[dict]:
-        import ray
-
-        if not any(ray.get(self.progress.begin_unless_crashed.remote(ids))):
-            rows = self.replica.generate(records, ids)
-            self.progress.end.remote(ids)
-            return rows
-        # This batch was running when a replica died: one record at a time, so the one that kills the
-        # engine is found and, after max_crashes deaths, written as an error row instead of retried forever.
-        rows = []
-        for record, rid in zip(records, ids):
-            (crashes,) = ray.get(self.progress.begin.remote([rid]))
-            if crashes >= ENGINE_MAX_CRASHES:
-                error = RecordError("engine_crash", f"the engine died {crashes} times while this record ran")
-                rows.append(error_row(rid, self.replica.model_name, error))
-            else:
-                rows.extend(self.replica.generate([record], [rid]))
-            ray.get(self.progress.end.remote([rid]))
-        return rows
+    def _alone(self, record: dict, rid: str) -> dict:
+        return self.replica.submit([record], [rid])[0].result()
 
 
 def _init_ray() -> None:
@@ -137,31 +140,30 @@ def _progress_actor(max_fraction: float, min_records: int):
 
     @ray.remote(num_cpus=0)
     class Progress:
-        """The job's shared counters (`stats.Tally`) and crash ledger (`ledger.CrashLedger`), for replicas
-        in other processes."""
+        """The job's shared counters (`stats.Tally`) and ledgers (`ledger.CrashLedger`, `HandedOut`), for
+        replicas in other processes: two round trips per batch."""
 
         def __init__(self):
             self.tally = Tally(max_fraction, min_records)
             self.ledger = CrashLedger(ENGINE_MAX_CRASHES)
+            self.handed_out = HandedOut()
 
-        def begin_unless_crashed(self, ids: list[str]) -> list[int]:
-            """Begins the batch if none of its records has been through an engine death (one round trip)."""
-            counts = self.ledger.peek(ids)
-            if not any(counts):
-                self.ledger.begin(ids)
-            return counts
-
-        def begin(self, ids: list[str]) -> list[int]:
-            return self.ledger.begin(ids)
-
-        def end(self, ids: list[str]) -> None:
-            self.ledger.end(ids)
+        def begin(self, ids: list[str]) -> list[tuple[int, bool]]:
+            """Per record: the engine deaths it ran through, and whether its row was already handed out
+            (then it is not begun: it must not run again)."""
+            handed = [rid in self.handed_out for rid in ids]
+            crashes = self.ledger.begin([rid for rid, done in zip(ids, handed) if not done])
+            counts = iter(crashes)
+            return [(0, True) if done else (next(counts), False) for done in handed]
 
         def ready(self, at: float) -> None:
             self.tally.ready(at)
 
-        def add(self, records: int, errors: int, tokens: int) -> str:
-            return self.tally.add(records, errors, tokens)
+        def taken(self, ids: list[str], errors: int, tokens: int) -> str:
+            """Rows a replica handed to the writer; returns the early-stop verdict ("" to go on)."""
+            self.ledger.end(ids)
+            self.handed_out.add(ids)
+            return self.tally.add(len(ids), errors, tokens)
 
         def snapshot(self) -> Tally:
             return self.tally
@@ -226,14 +228,15 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_chang
             threading.Thread(target=_watch, args=(progress, started, report, stop), daemon=True).start()
         context.checkpoint_config = prefix.checkpoint_config()
         try:
-            generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicates)), progress,
-                                    scanned.duplicates, scanned.passthrough, replica_factory)
-            options = dict(filesystem=prefix.arrow_fs(), filename_provider=prefix.filename_provider(spec.output.format),
-                           min_rows_per_file=spec.output.min_rows_per_file)
-            if spec.output.format == "parquet":
-                generated.write_parquet(prefix.path, schema=schema(scanned.passthrough), **options)
-            else:
-                generated.write_json(prefix.path, **options)
+            # A replica that dies may leave records that no retried batch holds any more (`flow`): another
+            # pass over what the checkpoint has not committed runs them, while passes make progress.
+            before = -1
+            while (committed := prefix.committed_rows()) < scanned.records:
+                if committed == before:
+                    raise JobFailed(f"{scanned.records - committed} records have no row after a pass that added "
+                                    f"none; run the job again to resume them")
+                before = committed
+                _generate_and_write(spec, in_fs, inputs, prefix, scanned, progress, replica_factory)
         except Exception:
             verdict = ray.get(progress.snapshot.remote()).verdict
             if not verdict:
@@ -248,6 +251,19 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_chang
         raise JobFailed(failed)
     prefix.write_success()
     return stats
+
+
+def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPrefix, scanned, progress,
+                        replica_factory) -> None:
+    """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix."""
+    generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicates)), progress,
+                            scanned.duplicates, scanned.passthrough, replica_factory)
+    options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
+                   filename_provider=prefix.filename_provider(spec.output.format))
+    if spec.output.format == "parquet":
+        generated.write_parquet(prefix.path, schema=schema(scanned.passthrough), **options)
+    else:
+        generated.write_json(prefix.path, **options)
 
 
 def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float, skipped: int, progress) -> JobStats:

@@ -30,7 +30,7 @@ from batchgen.storage import STAGING_PREFIX, InputSet, _format_of, arrow_fs, ope
 JOB_FILE, STATS_FILE, SUCCESS_FILE, CHECKPOINT_DIR = "_job.json", "_stats.json", "_SUCCESS", "_checkpoint"
 SHAPING = ("model", "engine", "defaults", "budget")
 # Ray Data's name for a checkpoint written before its data file and not yet committed
-# (ray/data/checkpoint: PENDING_CHECKPOINT_SUFFIX); a test checks it against Ray's.
+# (ray/data/checkpoint/checkpoint_writer.py: PENDING_CHECKPOINT_SUFFIX); a test checks it against Ray's.
 PENDING_SUFFIX = ".pending.parquet"
 
 

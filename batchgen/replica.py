@@ -1,28 +1,107 @@
 """One engine replica: a vLLM `AsyncLLM` that turns raw records into output rows.
 
-Every record is its own engine request, all submitted at once, so the engine's continuous batching keeps
-it full: a record that reasons for 30k tokens holds up no one. `generate()` is thread-safe and blocking;
-the engine lives on a private event loop thread, so several callers (Ray Data batches, tests) can keep
-records in flight together. A record that cannot run becomes an error row; the replica goes on.
+Every record is its own engine request, started the moment it is submitted, so the engine's continuous
+batching keeps it full: a record that reasons for 30k tokens holds up no one. `submit()` gives one Future
+per record and is thread-safe (the engine lives on a private event loop thread), so several callers (Ray
+Data batches, tests) keep records in flight together. A record that cannot run becomes an error row; the
+replica goes on. The engine's environment (`VLLM_USE_V2_MODEL_RUNNER=0`) is the caller's to set: the job
+sets it through Ray's runtime environment (`pipeline.ENGINE_ENV`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import threading
 import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 from batchgen.budget import budget_was_hit, line_break_token_ids
+from batchgen.flow import EngineDied
+from batchgen.identity import id_text
 from batchgen.models import engine_defaults, load_tokenizer, profile_for, resolve_path
-from batchgen.outputs import answer_row, error_row, split_reasoning
+from batchgen.outputs import split_reasoning
 from batchgen.prompting import EngineInput, PromptBuilder
-from batchgen.records import RecordError, RecordFields, normalize, record_id
+from batchgen.records import RecordError, RecordFields, normalize
+from batchgen.rows import answer_row, error_row
 from batchgen.spec import BudgetSpec, ModelSpec
 
 
-class EngineDied(RuntimeError):
-    """The replica's engine process is gone: this replica cannot generate any more."""
+def stop_strings(stop: str | list[str] | None) -> list[str]:
+    """A record's `stop` field as a list. Raises ValueError (the record's `invalid_value`) for an empty
+    string, which would match everywhere; vLLM refuses it too (`SamplingParams._verify_args`)."""
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if "" in stops:
+        raise ValueError(f"stop: an empty string cannot be a stop string (got {stop!r:.80})")
+    return stops
+
+
+class AnswerStops:
+    """Matches a record's stop strings against its answer while the tokens stream in.
+
+    vLLM matches stop strings over everything a request generates, reasoning included
+    (`vllm/v1/engine/detokenizer.py`, 0.32); hosted APIs apply them to the answer and let the reasoning
+    run on. This applies vLLM's own rules (`check_stop_strings`) to the answer alone: the answer starts
+    after the first end-of-thinking token, as `split_reasoning` has it (with reasoning off, or no end
+    token, it is the whole output); the stop string that completes earliest wins (ties: list order); the
+    text ends where that string starts; the tokens end with the one that completed it.
+
+    The answer is decoded incrementally with `decode` (ids to text, the same decoding as the final
+    split), a few tokens at a time: each step decodes only the tokens since the last complete character,
+    so a long answer costs O(n) in all. Pure logic: no engine."""
+
+    def __init__(
+        self, stops: Sequence[str], decode: Callable[[list[int]], str], mode: str, end_token_id: int | None
+    ):
+        self.stops = list(stops)
+        self._decode = decode
+        self._end_token_id = end_token_id
+        self._in_answer = mode == "off" or end_token_id is None
+        self.token_ids: list[int] = []  # every generated token so far
+        self._answer: list[int] = []
+        self._text = ""  # the answer decoded so far, up to its last complete character
+        self._prefix = 0  # start of the tokens decoded again for context
+        self._read = 0  # answer tokens already in `_text`
+        self.content: str | None = None  # once a stop string matched: the answer before it
+
+    def push(self, token_id: int) -> bool:
+        """Takes the next generated token; True once it completes a stop string (then `content` is the
+        answer before that string and `token_ids` ends with this token). Call no more after True."""
+        self.token_ids.append(token_id)
+        if not self._in_answer:
+            self._in_answer = token_id == self._end_token_id
+            return False
+        self._answer.append(token_id)
+        before = self._decode(self._answer[self._prefix:self._read])
+        window = self._decode(self._answer[self._prefix:])
+        # A token that only starts a multi-byte character (or a skipped special token) adds no text yet.
+        if len(window) <= len(before) or window.endswith("\ufffd"):
+            return False
+        checked = len(self._text)
+        self._text += window[len(before):]
+        self._prefix, self._read = self._read, len(self._answer)
+        best = None
+        for stop in self.stops:
+            # Only a match that ends in the new text is new: earlier text was searched already.
+            at = self._text.find(stop, max(0, checked - len(stop) + 1))
+            if at != -1 and (best is None or at + len(stop) < best[0] + len(best[1])):
+                best = (at, stop)
+        if best is None:
+            return False
+        self.content = self._text[: best[0]]
+        return True
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one request generated: its token ids, why it ended and, when a stop string ended its answer,
+    the answer's text before that string (None: the answer is its decoded ids)."""
+
+    token_ids: list[int]
+    finish_reason: str
+    content: str | None = None
 
 
 def _import_vllm():
@@ -62,8 +141,6 @@ class Replica:
             trust_remote_code=model.trust_remote_code,
             logits_processors=[*engine.get("logits_processors", []), QUALNAME],
         )
-        # The budget processor uses the V1 interface, which Model Runner V2 (GPU default) rejects.
-        os.environ.setdefault("VLLM_USE_V2_MODEL_RUNNER", "0")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="batchgen-replica", daemon=True)
         self._thread.start()
@@ -85,14 +162,17 @@ class Replica:
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    def generate(self, records: list[dict], ids: list[str] | None = None) -> list[dict]:
-        """One output row per record, in order. `ids` are the rows' ids when the caller knows better than
-        the records (the pipeline's fallback ids for records without one)."""
-        ids = ids or [record_id(raw, "") for raw in records]
-        return self._run(self._generate_all(records, ids))
+    def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
+        """Starts every record as its own engine request at once; one Future per record resolves to its
+        output row (an error row for a record that cannot run), or raises `EngineDied`. Thread-safe."""
+        return [asyncio.run_coroutine_threadsafe(self._generate_one(raw, rid), self._loop)
+                for raw, rid in zip(records, ids)]
 
-    async def _generate_all(self, records: list[dict], ids: list[str]) -> list[dict]:
-        return list(await asyncio.gather(*(self._generate_one(raw, rid) for raw, rid in zip(records, ids))))
+    def generate(self, records: list[dict], ids: list[str] | None = None) -> list[dict]:
+        """One output row per record, in order (blocking). `ids` are the rows' ids (the job's, from
+        `batchgen.identity`); without them, each record's own id."""
+        ids = ids if ids is not None else [id_text(raw.get("id")) or "" for raw in records]
+        return [future.result() for future in self.submit(records, ids)]
 
     async def _generate_one(self, raw: dict, rid: str) -> dict:
         request = normalize(raw, self.defaults, row_id=rid)
@@ -107,52 +187,71 @@ class Replica:
             completion = await self._complete(prepared)
         except EngineDeadError as exc:  # not this record's fault: the caller must restart the replica
             raise EngineDied(str(exc)) from exc
-        except ValueError as exc:  # vLLM refused the request's values
+        except ValueError as exc:  # the record's values were refused (an empty stop string, a vLLM ValueError)
             return error_row(rid, self.model_name, RecordError("invalid_value", str(exc)), prepared.mode, len(prepared.prompt_ids))
         except Exception as exc:
             error = RecordError("engine_error", f"{type(exc).__name__}: {exc}")
             return error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids))
         return self._shape(prepared, completion)
 
-    async def _complete(self, prepared: EngineInput):
+    async def _complete(self, prepared: EngineInput) -> Completion:
+        """Runs one record as one engine request. Stop strings are not given to vLLM, which would match them
+        in the reasoning too: a record that has some streams its tokens (`RequestOutputKind.DELTA`) through
+        `AnswerStops`, and the request is aborted once its answer holds one. A record without any gets only
+        its final output, as no one reads the steps. Raises ValueError for values vLLM or `stop_strings`
+        refuse."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
+        sampling = dict(prepared.sampling)
+        stops = stop_strings(sampling.pop("stop", None))
         params = SamplingParams(
-            **prepared.sampling,
+            **sampling,
             extra_args=prepared.budget.to_extra_args() if prepared.budget else None,
-            output_kind=RequestOutputKind.FINAL_ONLY,
-            # The split decodes token ids itself; the engine only needs text to match stop strings.
-            detokenize=bool(prepared.sampling.get("stop")),
+            output_kind=RequestOutputKind.DELTA if stops else RequestOutputKind.FINAL_ONLY,
+            detokenize=False,  # the split and `AnswerStops` decode token ids themselves
         )
-        final = None
         request_id = f"{prepared.record_id}-{uuid.uuid4().hex[:12]}"
-        async for output in self._engine.generate({"prompt_token_ids": prepared.prompt_ids}, params, request_id):
-            final = output
-        return final.outputs[0]
+        prompt = {"prompt_token_ids": prepared.prompt_ids}
+        # Closing the stream when leaving early tells vLLM the consumer is gone (after an abort, a no-op).
+        async with contextlib.aclosing(self._engine.generate(prompt, params, request_id)) as outputs:
+            if stops:
+                watch = AnswerStops(stops, self._decode, prepared.mode, self.prompts.end_token_id)
+                return await self._until_stop(outputs, request_id, watch)
+            async for output in outputs:
+                final = output.outputs[0]
+        return Completion(list(final.token_ids), final.finish_reason or "stop")
 
-    def _shape(self, prepared: EngineInput, completion) -> dict:
-        ids = list(completion.token_ids)
+    async def _until_stop(self, outputs, request_id: str, stops: AnswerStops) -> Completion:
+        finish_reason = None
+        async for output in outputs:
+            step = output.outputs[0]
+            # A step may hold several tokens (outputs merge while this task waits): cut at the exact one.
+            for token_id in step.token_ids:
+                if stops.push(token_id):
+                    await self._engine.abort(request_id)
+                    return Completion(stops.token_ids, "stop", stops.content)
+            finish_reason = step.finish_reason
+        return Completion(stops.token_ids, finish_reason or "stop")
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def _shape(self, prepared: EngineInput, completion: Completion) -> dict:
+        ids = completion.token_ids
         end_id = self.prompts.end_token_id
         reasoning_ids, answer_ids = split_reasoning(ids, prepared.mode, end_id)
         reasoning_text = None
         if reasoning_ids is not None:
             body = reasoning_ids[:-1] if reasoning_ids and reasoning_ids[-1] == end_id else reasoning_ids
-            reasoning_text = self.tokenizer.decode(body, skip_special_tokens=True)
-        content = self.tokenizer.decode(answer_ids, skip_special_tokens=True)
-        stop = completion.stop_reason
-        if isinstance(stop, str):  # vLLM trims a matched stop string from its text; do the same here
-            if stop in content:
-                content = content[: content.index(stop)]
-            elif reasoning_text and stop in reasoning_text:
-                reasoning_text = reasoning_text[: reasoning_text.index(stop)]
+            reasoning_text = self._decode(body)
         return answer_row(
             record_id=prepared.record_id,
             model=self.model_name,
             mode=prepared.mode,
             reasoning_text=reasoning_text,
-            content=content,
-            finish_reason=completion.finish_reason or "stop",
+            content=self._decode(answer_ids) if completion.content is None else completion.content,
+            finish_reason=completion.finish_reason,
             budget_hit=bool(prepared.budget) and budget_was_hit(prepared.budget, self._line_breaks, ids),
             prompt_tokens=len(prepared.prompt_ids),
             reasoning_tokens=len(reasoning_ids or []),

@@ -67,7 +67,15 @@ class ScalingSpec(Section):
     gpus_per_replica: float = Field(1, ge=0, description="GPUs per replica (tensor_parallel_size of them); 0 on CPU")
     cpus_per_replica: float = Field(1, ge=0, description="CPUs Ray reserves per replica")
     batch_size: int = Field(64, ge=1, description="records per Ray Data batch sent to a replica")
-    batches_in_flight: int = Field(4, ge=1, description="batches a replica works on at once, keeping its engine full")
+    records_in_flight: int = Field(
+        512, ge=1, description="records a replica keeps submitted to its engine, whatever their lengths: at least "
+        "the engine's max_num_seqs, the rest wait in its queue so its scheduler never starves")
+
+    @property
+    def batches_in_flight(self) -> int:
+        """Ray Data calls a replica holds at once: a call waits for as many rows as it put in, so about one
+        batch's worth of them is finished rows waiting to be returned, not records on the engine."""
+        return -(-self.records_in_flight // self.batch_size) + 1
 
 
 class ErrorsSpec(Section):

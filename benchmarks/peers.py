@@ -3,6 +3,7 @@
     python -m benchmarks.peers vllm      --records 2000   # plain vLLM offline generation, one process: the ceiling
     python -m benchmarks.peers ray-data  --records 2000   # Ray's batch-LLM module, ray.data.llm
     python -m benchmarks.peers batchgen  --records 2000   # a batchgen job
+    ... --workload tail|traces                             # long-tailed output lengths (benchmarks/workload.py)
 
 Each prints one JSON line: output tokens, wall time including start-up, and the generation phase (from the
 first engine ready to the last output: the `generate` call for vLLM, the last file written for the others).
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.events import log_event, read_events, start_ray
 from benchmarks.workload import (
-    BATCH_SIZE, BATCHES_IN_FLIGHT, ENGINE, MODEL, engine_args, engine_inputs, peer_records, write_jsonl,
+    BATCH_SIZE, BATCHES_IN_FLIGHT, ENGINE, WORKLOADS, engine_args, engine_inputs, workload, write_jsonl,
 )
 
 
@@ -31,12 +32,12 @@ def measured(system: str, started: float, ready: float, done: float, tokens: int
             "tokens_per_s": round(tokens / (done - ready), 1)}
 
 
-def plain_vllm(records: list[dict]) -> dict:
+def plain_vllm(model: str, records: list[dict]) -> dict:
     import vllm
 
     inputs = engine_inputs(records)
     started = time.time()
-    llm = vllm.LLM(**engine_args())
+    llm = vllm.LLM(**engine_args(model))
     ready = time.time()
     outputs = llm.generate([{"prompt_token_ids": e.prompt_ids} for e in inputs],
                            [vllm.SamplingParams(**e.sampling) for e in inputs], use_tqdm=False)
@@ -58,13 +59,13 @@ def mark_engine_ready() -> None:
     vllm_engine_stage.vLLMEngineStageUDF.__init__ = logged
 
 
-def ray_data_llm(records: list[dict], tmp: Path) -> dict:
+def ray_data_llm(model: str, records: list[dict], tmp: Path) -> dict:
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     write_jsonl(tmp / "prompts.jsonl", [{"id": r["id"], "prompt_ids": e.prompt_ids, "sampling": e.sampling}
                                         for r, e in zip(records, engine_inputs(records))])
-    args = engine_args()
+    args = engine_args(model)
     started = time.time()
     # num_gpus=1: ray.data.llm's engine stage asks for a GPU, which a CPU machine must pretend to have.
     start_ray(tmp / "events", "benchmarks.peers.mark_engine_ready", num_cpus=4, num_gpus=1)
@@ -86,16 +87,17 @@ def ray_data_llm(records: list[dict], tmp: Path) -> dict:
     return measured("ray.data.llm", started, ready, done, sum(table.column(0).to_pylist()), table.num_rows)
 
 
-def batchgen_job(records: list[dict], tmp: Path) -> dict:
+def batchgen_job(model: str, records: list[dict], tmp: Path) -> dict:
     from batchgen.pipeline import run
     from batchgen.spec import JobSpec
 
     write_jsonl(tmp / "records.jsonl", records)
     spec = JobSpec.model_validate({
-        "name": "bench-peers", "model": MODEL.model_dump(), "engine": ENGINE,
+        "name": "bench-peers", "model": {"path": model}, "engine": ENGINE,
         "input": {"uri": str(tmp / "records.jsonl")}, "output": {"uri": str(tmp / "out")},
+        # The same number of records in flight as ray.data.llm's batches hold.
         "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": BATCH_SIZE,
-                    "batches_in_flight": BATCHES_IN_FLIGHT},
+                    "records_in_flight": BATCH_SIZE * BATCHES_IN_FLIGHT},
     })
     started = time.time()
     stats = run(spec)
@@ -108,15 +110,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("system", choices=["vllm", "ray-data", "batchgen"])
     parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--workload", choices=WORKLOADS, default="peer")
     args = parser.parse_args()
-    records = peer_records(args.records)
+    model, records = workload(args.workload, args.records)
     with tempfile.TemporaryDirectory() as tmp:
         if args.system == "vllm":
-            result = plain_vllm(records)
+            result = plain_vllm(model, records)
         elif args.system == "ray-data":
-            result = ray_data_llm(records, Path(tmp))
+            result = ray_data_llm(model, records, Path(tmp))
         else:
-            result = batchgen_job(records, Path(tmp))
+            result = batchgen_job(model, records, Path(tmp))
     print(json.dumps(result), flush=True)
 
 

@@ -11,20 +11,37 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+WORKLOAD_TITLES = {
+    "peer": "the peer workload (trained toy model; multi-line and one-line reasoning, answers without)",
+    "tail": "long-tailed (untrained toy, every record runs to max_tokens, reasoning off: 95% at 16-64 tokens, "
+            "5% at 1,500)",
+    "traces": "shaped like reasoning traces (untrained toy, to max_tokens: lognormal, median ~150, up to 1,500)",
+}
+
+
+def _peers(n: int, peers: dict) -> list[str]:
+    spread = {s: f"{min(v):,.0f}-{max(v):,.0f}" for s, v in peers["tokens_per_s"].items()}
+    ceiling = peers["runs"][0]["tokens_per_s"]
+    return [
+        f"**1{'abc'[n]}. Engine ceiling and peers: {WORKLOAD_TITLES[peers['workload']]}** "
+        f"({peers['runs'][0]['records']:,} greedy records, max_tokens {peers['max_tokens_range'][0]}-"
+        f"{peers['max_tokens_range'][1]}, same engine and arguments; median of {peers['repeats']} runs each, "
+        "alternating)",
+        _table(["system", "output tokens", "tokens/s generating (median)", "spread", "vs vLLM", "start-up s",
+                "CPU s: engine / the rest"],
+               [[p["system"], p["output_tokens"], p["tokens_per_s"], spread[s], f"{p['tokens_per_s'] / ceiling:.2f}",
+                 p["startup_s"], f"{p['cpu_s_engine']} / {p['cpu_s_other']}"]
+                for s, p in zip(peers["tokens_per_s"], peers["runs"])]),
+        f"batchgen / ray.data.llm: {peers['ratios']['batchgen/ray.data.llm']:.2f} (medians of tokens/s generating).",
+    ]
+
+
 def markdown(results: dict) -> str:
     peers, budget, memory, scaling = (results[k] for k in ("peers", "budget", "memory", "scaling"))
-    ceiling = peers["runs"][0]["tokens_per_s"]
     parts = [
-        f"Measured {results['date']} on {results['machine']}, one run (`{results['command']}`). "
+        f"Measured {results['date']} on {results['machine']} (`{results['command']}`). "
         "Ratios are the result; absolute figures vary with the machine's load.",
-        f"**1. Engine ceiling and peer** ({peers['runs'][0]['records']:,} greedy prompts, max_tokens "
-        f"{peers['max_tokens_range'][0]}-{peers['max_tokens_range'][1]}, same engine and arguments)",
-        _table(["system", "output tokens", "tokens/s generating", "vs vLLM", "wall s (with start-up)", "start-up s",
-                "CPU s: engine / the rest"],
-               [[p["system"], p["output_tokens"], p["tokens_per_s"], f"{p['tokens_per_s'] / ceiling:.2f}",
-                 p["wall_time_s"], p["startup_s"], f"{p['cpu_s_engine']} / {p['cpu_s_other']}"] for p in peers["runs"]]),
-        f"batchgen / ray.data.llm: {peers['ratios']['batchgen/ray.data.llm']:.2f} (tokens/s generating), "
-        f"{peers['ratios']['wall batchgen/ray.data.llm']:.2f} (wall time).",
+        *[line for n, p in enumerate(peers) for line in _peers(n, p)],
         f"**2. Budget cost** ({budget['records']:,} reasoning records, budgets 8-128 tokens, one engine)",
         _table(["case", "output tokens", "tokens/s", "vs no budget", "prefill tokens recomputed"],
                [[name, c["output_tokens"], c["tokens_per_s"], f"{c['tokens_per_s'] / budget['reference_tokens_per_s']:.2f}",
@@ -34,11 +51,12 @@ def markdown(results: dict) -> str:
                 "input read to the end s", "wall s"],
                [[m["records"], m["driver_peak_mib"], m["worker_peak_mib"], m["first_shard_s"], m["input_read_to_end_s"],
                  m["wall_time_s"]] for m in memory]),
-        "**4. Replica scaling** (stand-in engine sleeping a fixed time per token, no CPU)",
-        _table(["replicas", "records/s", "stand-in bound records/s", "speed-up", "efficiency",
-                "tail s (last replica done - first)"],
-               [[s["replicas"], s["records_per_s"], s["ideal_records_per_s"], f"{s['speedup']:.2f}",
-                 f"{s['efficiency']:.2f}", s["tail_s"]] for s in scaling]),
+        "**4. Replicas and engine occupancy** (GPU-like STAND-IN engine: continuous batching, a fixed time per "
+        "decode step for up to 256 sequences, long-tailed lengths; no model)",
+        _table(["replicas", "records", "records/s", "stand-in bound records/s", "efficiency vs 1",
+                "occupancy (running / max_num_seqs, until the input ran out)", "pipeline CPU ms/record"],
+               [[s["replicas"], s["records"], s["records_per_s"], s["ideal_records_per_s"], f"{s['efficiency']:.2f}",
+                 f"{s['occupancy']:.2f}", s["pipeline_cpu_ms_per_record"]] for s in scaling]),
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -50,10 +68,14 @@ def chart(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    peers = results["peers"]["runs"]
     ax = axes[0][0]
-    ax.bar([p["system"] for p in peers], [p["tokens_per_s"] for p in peers], color=["grey", "tab:orange", "tab:blue"])
-    ax.set(title="1. Output tokens/s while generating", ylabel="tokens/s")
+    width = 0.27
+    for n, (system, color) in enumerate(zip(("vllm", "ray-data", "batchgen"), ("grey", "tab:orange", "tab:blue"))):
+        values = [p["runs"][n]["tokens_per_s"] / p["runs"][0]["tokens_per_s"] for p in results["peers"]]
+        ax.bar([i + (n - 1) * width for i in range(len(values))], values, width, color=color, label=system)
+    ax.set_xticks(range(len(results["peers"])), [p["workload"] for p in results["peers"]])
+    ax.set(title="1. Tokens/s generating, vs plain vLLM (medians)", ylabel="ratio")
+    ax.legend()
     cases = results["budget"]["cases"]
     ax = axes[0][1]
     ax.bar([n.replace(", ", ",\n").replace("two-request", "two-\nrequest") for n in cases],
@@ -68,12 +90,12 @@ def chart(results: dict, path: Path) -> None:
     ax.set_xticks(range(len(memory)), labels)
     ax.set(title="3. Peak memory by input size (stand-in engine)", ylabel="MiB", xlabel="input records")
     ax.legend()
-    scaling = results["scaling"]
     ax = axes[1][1]
-    counts = [s["replicas"] for s in scaling]
-    ax.plot(counts, [s["speedup"] for s in scaling], "o-", label="measured")
-    ax.plot(counts, counts, "--", color="grey", label="linear")
-    ax.set(title="4. Replica scaling (stand-in engine)", xlabel="replicas", ylabel="speed-up over 1 replica")
+    for run in results["scaling"]:
+        times, occupancy = zip(*run["occupancy_over_time"]) if run["occupancy_over_time"] else ((), ())
+        ax.plot(times, occupancy, label=f"{run['replicas']} replica(s)")
+    ax.set(title="4. Engine occupancy over time (GPU-like stand-in)", xlabel="s since the job started",
+           ylabel="running / max_num_seqs", ylim=(0, 1.05))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -25,11 +26,15 @@ import psutil
 from benchmarks.report import chart, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
+# peers: records per workload and runs of each system (alternating); scaling: records per replica, replica
+# counts, the stand-in's decode step in seconds.
 SIZES = {
-    "smoke": {"peers": 24, "budget": 16, "memory": [500, 2_000], "scaling": (256, [1, 2])},
-    "default": {"peers": 2_000, "budget": 512, "memory": [10_000, 1_000_000], "scaling": (4_096, [1, 2, 4, 8])},
-    "full": {"peers": 10_000, "budget": 2_000, "memory": [10_000, 1_000_000], "scaling": (16_384, [1, 2, 4, 8])},
+    "smoke": {"peers": (24, 1), "budget": 16, "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005)},
+    "default": {"peers": (2_000, 3), "budget": 512, "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05)},
+    "full": {"peers": (10_000, 3), "budget": 2_000, "memory": [10_000, 1_000_000],
+             "scaling": (8_192, [1, 2, 4, 8], 0.05)},
 }
+SYSTEMS = ("vllm", "ray-data", "batchgen")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -74,22 +79,25 @@ def measure(module: str, *args, logs: Path) -> dict:
     return {**json.loads(lines[-1]), "cpu_s_engine": round(engine, 1), "cpu_s_other": round(other, 1)}
 
 
-def peers(records: int, logs: Path) -> dict:
-    runs = {system: measure("peers", system, "--records", records, logs=logs) for system in ("vllm", "ray-data", "batchgen")}
-    vllm, ray_data, batchgen = runs["vllm"], runs["ray-data"], runs["batchgen"]
-    from benchmarks.workload import peer_records
+def peers(name: str, records: int, repeats: int, logs: Path) -> dict:
+    """Each system `repeats` times on one workload, alternating (vLLM, ray.data.llm, batchgen, vLLM, ...) so
+    that the machine's drift falls on all three alike; the median run of each, and the spread."""
+    from benchmarks.workload import workload
 
-    caps = [r["max_tokens"] for r in peer_records(records)]
+    runs = {system: [] for system in SYSTEMS}
+    for _ in range(repeats):
+        for system in SYSTEMS:
+            runs[system].append(measure("peers", system, "--records", records, "--workload", name, logs=logs))
+    median = {s: statistics.median(r["tokens_per_s"] for r in runs[s]) for s in SYSTEMS}
+    caps = [r["max_tokens"] for r in workload(name, records)[1]]
     return {
-        "runs": list(runs.values()),
-        "max_tokens_range": [min(caps), max(caps)],
+        "workload": name, "repeats": repeats, "max_tokens_range": [min(caps), max(caps)],
+        "runs": [next(r for r in runs[s] if r["tokens_per_s"] == median[s]) for s in SYSTEMS],
+        "tokens_per_s": {s: [r["tokens_per_s"] for r in runs[s]] for s in SYSTEMS},
         "ratios": {
-            "ray.data.llm/vllm": round(ray_data["tokens_per_s"] / vllm["tokens_per_s"], 3),
-            "batchgen/vllm": round(batchgen["tokens_per_s"] / vllm["tokens_per_s"], 3),
-            "batchgen/ray.data.llm": round(batchgen["tokens_per_s"] / ray_data["tokens_per_s"], 3),
-            "wall ray.data.llm/vllm": round(ray_data["wall_time_s"] / vllm["wall_time_s"], 3),
-            "wall batchgen/vllm": round(batchgen["wall_time_s"] / vllm["wall_time_s"], 3),
-            "wall batchgen/ray.data.llm": round(batchgen["wall_time_s"] / ray_data["wall_time_s"], 3),
+            "ray.data.llm/vllm": round(median["ray-data"] / median["vllm"], 3),
+            "batchgen/vllm": round(median["batchgen"] / median["vllm"], 3),
+            "batchgen/ray.data.llm": round(median["batchgen"] / median["ray-data"], 3),
         },
     }
 
@@ -106,11 +114,14 @@ def budget(records: int, logs: Path) -> dict:
     }}
 
 
-def scaling(records: int, counts: list[int], logs: Path) -> list[dict]:
-    runs = [measure("scale", "replicas", "--replicas", n, "--records", records, logs=logs) for n in counts]
+def scaling(per_replica: int, counts: list[int], step: float, logs: Path) -> list[dict]:
+    runs = [measure("scale", "replicas", "--replicas", n, "--records", per_replica * n, "--step-seconds", step, logs=logs)
+            for n in counts]
     for run in runs:
         run["speedup"] = round(run["records_per_s"] / runs[0]["records_per_s"], 2)
         run["efficiency"] = round(run["speedup"] / run["replicas"], 2)
+        # The pipeline's own CPU per record: everything but the stand-in engine, which only sleeps.
+        run["pipeline_cpu_ms_per_record"] = round(1000 * run["cpu_s_other"] / run["records"], 3)
     return runs
 
 
@@ -137,7 +148,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, no GPU",
         "command": "make bench" + {"full": " BENCH_ARGS=--full", "smoke": " BENCH_ARGS=--smoke", "default": ""}[mode],
-        "peers": peers(sizes["peers"], logs),
+        "peers": [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
         "budget": budget(sizes["budget"], logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
         "scaling": scaling(*sizes["scaling"], logs=logs),

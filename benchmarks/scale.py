@@ -2,7 +2,7 @@
 with every replica's vLLM swapped for a stand-in, so what is measured is batchgen itself.
 
     python -m benchmarks.scale memory --records 10000     # driver/worker peak memory, first shard vs input read
-    python -m benchmarks.scale replicas --replicas 4      # records/s and the tail with 4 replicas
+    python -m benchmarks.scale replicas --replicas 4      # records/s and engine occupancy with 4 replicas
 
 Each call runs one job and prints one JSON line (the harness, benchmarks/run.py, runs one per process so
 memory peaks and Ray instances do not mix).
@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.events import read_events, start_ray as start_local_ray
-from benchmarks.standin import SECONDS_PER_TOKEN, StandInReplica
+from benchmarks.standin import STEP_SECONDS, StandInReplica
 
 
 def write_inputs(folder: Path, records: int, max_tokens, per_file: int) -> None:
@@ -35,7 +35,7 @@ def write_inputs(folder: Path, records: int, max_tokens, per_file: int) -> None:
                            for i in range(start, min(records, start + per_file)))
 
 
-def job_spec(inputs: Path, output: Path, replicas: int, batch_size: int):
+def job_spec(inputs: Path, output: Path, replicas: int, batch_size: int, max_num_seqs: int = 256):
     from batchgen.spec import JobSpec
 
     return JobSpec.model_validate({
@@ -43,7 +43,9 @@ def job_spec(inputs: Path, output: Path, replicas: int, batch_size: int):
         "model": {"path": "stand-in/no-model", "profile": "none"},
         "input": {"uri": str(inputs)},
         "output": {"uri": str(output)},
-        "scaling": {"replicas": replicas, "gpus_per_replica": 0, "batch_size": batch_size, "batches_in_flight": 4},
+        "engine": {"max_num_seqs": max_num_seqs},
+        "scaling": {"replicas": replicas, "gpus_per_replica": 0, "batch_size": batch_size,
+                    "records_in_flight": 2 * max_num_seqs},
     })
 
 
@@ -73,11 +75,6 @@ class PeakMemory:
         self._thread.join()
 
 
-def start_ray(events_dir: Path, seconds_per_token: float, cpus: int) -> None:
-    os.environ[SECONDS_PER_TOKEN] = str(seconds_per_token)  # the stand-ins read it in the workers
-    start_local_ray(events_dir, "benchmarks.standin.install", num_cpus=cpus)
-
-
 def first_data_file(folder: Path, started: float, found: dict, stop: threading.Event) -> None:
     while not stop.wait(0.05):
         if folder.exists() and any(p.name.startswith("part-") for p in folder.iterdir()):
@@ -92,7 +89,8 @@ def memory(records: int) -> dict:
         tmp = Path(tmp)
         per_file = max(1, records // 20)
         write_inputs(tmp / "in", records, lambda i: 4, per_file)
-        start_ray(tmp / "events", 0.0, cpus=4)
+        os.environ[STEP_SECONDS] = "0.001"  # memory, not speed: the stand-in at its fastest
+        start_local_ray(tmp / "events", "benchmarks.standin.install", num_cpus=4)
         spec = job_spec(tmp / "in", tmp / "out", replicas=1, batch_size=512)
         found, stop = {}, threading.Event()
         started = time.time()
@@ -115,35 +113,38 @@ def memory(records: int) -> dict:
         }
 
 
-def replicas(count: int, records: int, seconds_per_token: float, seed: int = 0) -> dict:
+def long_tailed_lengths(records: int, seed: int = 0, median: int = 32, long: int = 800) -> list[int]:
+    """Output lengths of reasoning traces: most near the median, 5% at 25x it."""
+    rng = random.Random(seed)
+    return [long if rng.random() < 0.05 else max(4, int(rng.lognormvariate(0, 0.4) * median)) for _ in range(records)]
+
+
+def replicas(count: int, records: int, step_seconds: float, max_num_seqs: int = 256) -> dict:
+    """One job on `count` GPU-like stand-ins: records/s, and the engines' occupancy (running sequences /
+    max_num_seqs) from the first replica ready until the input ran out (the last record submitted), the
+    final drain excepted."""
     from batchgen.pipeline import run
 
-    rng = random.Random(seed)
-    # Output lengths spread like reasoning traces: most short, a long tail (16 to 1,024 tokens).
-    lengths = [min(1024, max(16, int(rng.lognormvariate(4.5, 0.9)))) for _ in range(records)]
+    lengths = long_tailed_lengths(records)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_inputs(tmp / "in", records, lengths.__getitem__, per_file=max(1, records // 8))
-        start_ray(tmp / "events", seconds_per_token, cpus=4 + count)
-        stats = run(job_spec(tmp / "in", tmp / "out", replicas=count, batch_size=32), replica_factory=StandInReplica)
-        finished = defaultdict(float)
-        for pid, at, _ in read_events(tmp / "events", "done"):
-            finished[pid] = max(finished[pid], at)
-        ends = sorted(finished.values())
+        write_inputs(tmp / "in", records, lengths.__getitem__, per_file=max(1, records // (8 * count)))
+        os.environ[STEP_SECONDS] = str(step_seconds)  # the stand-ins read it in the workers
+        start_local_ray(tmp / "events", "benchmarks.standin.install", num_cpus=4 + count)
+        spec = job_spec(tmp / "in", tmp / "out", replicas=count, batch_size=64, max_num_seqs=max_num_seqs)
+        started = time.time()
+        stats = run(spec, replica_factory=StandInReplica)
+        last_submit = max(at for _, at, _ in read_events(tmp / "events", "submitted"))
+        samples = sorted((at, float(v[0])) for _, at, v in read_events(tmp / "events", "occupancy"))
+        ready = started + stats.engine_startup_s
+        steady = [o for at, o in samples if ready <= at <= last_submit]
         return {
-            "replicas": count, "records": stats.records, "replicas_seen": len(ends),
-            "generation_time_s": stats.generation_time_s,
+            "replicas": count, "records": stats.records, "generation_time_s": stats.generation_time_s,
             "records_per_s": round(stats.records / stats.generation_time_s, 1),
-            # The tail: how long the last replica worked on after the first one had run out of records.
-            "tail_s": round(ends[-1] - ends[0], 2) if ends else 0.0,
-            "ideal_records_per_s": round(count * ideal_rate(lengths, seconds_per_token, batch_size=32, in_flight=4), 1),
+            "occupancy": round(sum(steady) / len(steady), 3) if steady else 0.0,
+            "occupancy_over_time": [[round(at - started, 2), round(o, 3)] for at, o in samples],
+            "ideal_records_per_s": round(count * max_num_seqs / (sum(lengths) / len(lengths) * step_seconds), 1),
         }
-
-
-def ideal_rate(lengths: list[int], seconds_per_token: float, batch_size: int, in_flight: int) -> float:
-    """Records/s of one stand-in replica kept full: its batches last as long as their longest record."""
-    busy = sum(max(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size)) * seconds_per_token
-    return len(lengths) / (busy / in_flight)
 
 
 def main() -> None:
@@ -151,9 +152,9 @@ def main() -> None:
     parser.add_argument("what", choices=["memory", "replicas"])
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--seconds-per-token", type=float, default=0.001)
+    parser.add_argument("--step-seconds", type=float, default=0.05, help="the stand-in's decode step")
     args = parser.parse_args()
-    result = memory(args.records) if args.what == "memory" else replicas(args.replicas, args.records, args.seconds_per_token)
+    result = memory(args.records) if args.what == "memory" else replicas(args.replicas, args.records, args.step_seconds)
     print(json.dumps(result))
     sys.stdout.flush()
 

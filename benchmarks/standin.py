@@ -1,48 +1,87 @@
-"""A STAND-IN ENGINE for the benchmarks of scale (streaming memory, replica scaling): no model, no vLLM.
+"""A STAND-IN ENGINE for the benchmarks of scale (occupancy, streaming memory, replicas): no model, no vLLM.
 
-A job gets it as its replica factory (`run(spec, replica_factory=StandInReplica)`), so everything else in
-a batchgen job runs for real: the readers, the actor pool, the checkpointing, the writers. A batch of records "decodes" in parallel, like a continuously batched
-engine, and takes `BATCHGEN_STANDIN_SECONDS_PER_TOKEN` x its longest record's max_tokens, sleeping (no CPU),
-so eight replicas fit on two cores. Each record's answer is `max_tokens` words long. It lives here, with the
-benchmarks, and is never used by a test that claims to test generation.
+It is GPU-like on purpose: continuous batching with a fixed time per decode step for up to `max_num_seqs`
+sequences (decode is memory-bound on a GPU, so a step costs about the same for 10 sequences as for 200),
+records joining and leaving at step boundaries, each record running for its `max_tokens` steps. It sleeps
+instead of computing, so eight replicas fit on two cores and what is measured is batchgen around the
+engine. A job gets it as its replica factory (`run(spec, replica_factory=StandInReplica)`); everything
+else in the job runs for real: readers, actor pool, checkpointing, writers. It logs its occupancy (running
+sequences per step) as benchmark events. Never used by a test that claims to test generation.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 
 from batchgen.records import RecordError, normalize
 from batchgen.rows import answer_row, error_row
 from batchgen.spec import JobSpec
 from benchmarks.events import log_event
 
-SECONDS_PER_TOKEN = "BATCHGEN_STANDIN_SECONDS_PER_TOKEN"
+STEP_SECONDS = "BATCHGEN_STANDIN_STEP_SECONDS"  # one decode step, for all running sequences at once
+DEFAULT_MAX_TOKENS = 16
 
 
 class StandInReplica:
+    """`submit(records, ids)` -> one Future per record, resolved when its last step ran."""
+
     def __init__(self, spec: JobSpec):
         self.model_name = f"stand-in:{spec.model.path}"
         self.defaults = spec.defaults
-        self.seconds_per_token = float(os.environ.get(SECONDS_PER_TOKEN, "0"))
+        self.max_num_seqs = int(spec.engine.get("max_num_seqs", 256))
+        self.step_seconds = float(os.environ.get(STEP_SECONDS, "0.02"))
+        self._waiting: deque = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._steps, daemon=True).start()
+
+    def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
+        futures = []
+        for raw, rid in zip(records, ids):
+            future = Future()
+            request = normalize(raw, self.defaults, row_id=rid)
+            if isinstance(request, RecordError):
+                future.set_result(error_row(rid, self.model_name, request))
+            else:
+                with self._lock:
+                    self._waiting.append((future, rid, request, request.max_tokens or DEFAULT_MAX_TOKENS))
+            futures.append(future)
+        log_event("submitted", len(records))
+        return futures
 
     def generate(self, records: list[dict], ids: list[str]) -> list[dict]:
-        requests = [normalize(raw, self.defaults, row_id=rid) for raw, rid in zip(records, ids)]
-        lengths = [r.max_tokens or 16 for r in requests if not isinstance(r, RecordError)]
-        time.sleep(self.seconds_per_token * max(lengths, default=0))
-        log_event("done", len(records))
-        return [
-            error_row(rid, self.model_name, r) if isinstance(r, RecordError) else answer_row(
-                record_id=rid, model=self.model_name, mode="off", reasoning_text=None,
-                content=" ".join(["token"] * (r.max_tokens or 16)), finish_reason="length", budget_hit=False,
-                prompt_tokens=len(str(r.messages[-1]["content"]).split()), reasoning_tokens=0,
-                completion_tokens=r.max_tokens or 16,
-            )
-            for r, rid in zip(requests, ids)
-        ]
+        return [f.result() for f in self.submit(records, ids)]
+
+    def _steps(self) -> None:
+        running: list[list] = []  # [future, id, request, tokens left, tokens in all]
+        occupancy, window_start = [], time.time()
+        while not self._stop.is_set():
+            with self._lock:
+                while self._waiting and len(running) < self.max_num_seqs:
+                    future, rid, request, tokens = self._waiting.popleft()
+                    running.append([future, rid, request, tokens, tokens])
+            if running:
+                occupancy.append(len(running))
+            time.sleep(self.step_seconds)
+            for seq in running:
+                seq[3] -= 1
+            for future, rid, request, _, tokens in [s for s in running if s[3] <= 0]:
+                future.set_result(answer_row(
+                    record_id=rid, model=self.model_name, mode="off", reasoning_text=None,
+                    content=" ".join(["token"] * min(tokens, 64)), finish_reason="length", budget_hit=False,
+                    prompt_tokens=len(str(request.messages[-1]["content"]).split()), reasoning_tokens=0,
+                    completion_tokens=tokens))
+            running = [s for s in running if s[3] > 0]
+            if time.time() - window_start >= 0.5 and occupancy:  # one event per half second, not per step
+                log_event("occupancy", sum(occupancy) / len(occupancy) / self.max_num_seqs, len(occupancy))
+                occupancy, window_start = [], time.time()
 
     def close(self) -> None:
-        pass
+        self._stop.set()
 
 
 def install() -> None:

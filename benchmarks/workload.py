@@ -24,10 +24,21 @@ ENGINE = {"max_model_len": 2048, "dtype": "float32", "enforce_eager": True, "kv_
 BATCH_SIZE, BATCHES_IN_FLIGHT = 64, 4  # batchgen and ray.data.llm alike
 
 
-def engine_args() -> dict:
-    """What batchgen's replica gives vLLM for the toy model (its model-aware defaults, then ENGINE)."""
-    path = resolve_path(MODEL.path)
-    return {**engine_defaults(MODEL, path, on_cpu=True), **ENGINE, "model": path}
+def engine_args(model: str = TOY_MODEL) -> dict:
+    """What batchgen's replica gives vLLM for a toy model (its model-aware defaults, then ENGINE)."""
+    path = resolve_path(model)
+    return {**engine_defaults(ModelSpec(path=path), path, on_cpu=True), **ENGINE, "model": path}
+
+
+WORKLOADS = ("peer", "tail", "traces")
+
+
+def workload(name: str, count: int) -> tuple[str, list[dict]]:
+    """(model path, records) of a named workload: `peer` on the trained toy model; `tail` and `traces`
+    (long-tailed output lengths, `long_tailed_records`) on its untrained copy."""
+    if name == "peer":
+        return TOY_MODEL, peer_records(count)
+    return untrained_model(), long_tailed_records(count, name)
 
 
 def peer_records(count: int, seed: int = 0) -> list[dict]:
@@ -43,6 +54,44 @@ def peer_records(count: int, seed: int = 0) -> list[dict]:
         records.append({"id": f"r{i}", "prompt": build(rng.choice(corpus.WORDS)), "reasoning": mode,
                         "temperature": 0.0, "max_tokens": min(400, max(8, int(rng.lognormvariate(5.0, 0.8))))})
     return records
+
+
+def untrained_model() -> str:
+    """A random-weight copy of the toy model (its tokenizer and config) whose EOS logit is zeroed, so under
+    greedy decoding EOS never wins and every record runs exactly to its max_tokens: output lengths are
+    whatever the workload says. Built once next to the toy model (seconds: no training)."""
+    trained = Path(resolve_path(TOY_MODEL))
+    target = trained.with_name(trained.name + "-untrained")
+    if not (target / "config.json").exists():
+        import shutil
+
+        import torch
+        from transformers import AutoConfig, AutoTokenizer, NemotronHForCausalLM
+
+        torch.manual_seed(0)
+        config = AutoConfig.from_pretrained(trained)
+        model = NemotronHForCausalLM(config)
+        with torch.no_grad():
+            model.lm_head.weight[config.eos_token_id].zero_()
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(trained).save_pretrained(staging)
+        staging.rename(target)
+    return str(target)
+
+
+def long_tailed_records(count: int, shape: str, seed: int = 2) -> list[dict]:
+    """Reasoning-off records for the untrained model, their max_tokens the output length. `tail`: 95% at
+    16-64 tokens, 5% at 1,500 (25x the median); `traces`: like real reasoning traces, median about a tenth
+    of the longest (1,500) with a tail up to it."""
+    rng = random.Random(seed)
+    if shape == "tail":
+        lengths = [1500 if rng.random() < 0.05 else rng.randint(16, 64) for _ in range(count)]
+    else:
+        lengths = [min(1500, max(16, int(rng.lognormvariate(5.0, 0.8)))) for _ in range(count)]
+    return [{"id": f"t{i}", "prompt": corpus.echo_prompt(rng.choice(corpus.WORDS)), "reasoning": "off",
+             "temperature": 0.0, "max_tokens": n} for i, n in enumerate(lengths)]
 
 
 def budget_records(count: int, seed: int = 1) -> list[dict]:

@@ -21,18 +21,25 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    peers = results["peers"]["runs"]
-    assert [p["system"] for p in peers] == ["vllm", "ray.data.llm", "batchgen"]
-    # The same prompt ids, engine and greedy sampling: the three systems generate the very same tokens.
-    assert len({p["output_tokens"] for p in peers}) == 1 and peers[0]["output_tokens"] > 0
-    assert all(p["records"] == 24 and p["generation_s"] > 0 and p["cpu_s_engine"] > 0 for p in peers)
+    assert [p["workload"] for p in results["peers"]] == ["peer", "tail", "traces"]
+    for workload in results["peers"]:
+        peers = workload["runs"]
+        assert [p["system"] for p in peers] == ["vllm", "ray.data.llm", "batchgen"]
+        # The same prompt ids, engine and greedy sampling: the three systems generate the very same tokens.
+        assert len({p["output_tokens"] for p in peers}) == 1 and peers[0]["output_tokens"] > 0
+        assert all(p["records"] == 24 and p["generation_s"] > 0 and p["cpu_s_engine"] > 0 for p in peers)
+    # The untrained model runs every record to its max_tokens: output lengths are the workload's.
+    from benchmarks.workload import long_tailed_records
+
+    assert results["peers"][1]["runs"][0]["output_tokens"] == sum(r["max_tokens"] for r in long_tailed_records(24, "tail"))
     cases = results["budget"]["cases"]
     one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
     assert one_pass["prefill_tokens_recomputed"] == 0 < two_requests["prefill_tokens_recomputed"]
     assert cases["no budget, same tokens"]["output_tokens"] == one_pass["output_tokens"]
     assert [(m["records"], m["input_files"]) for m in results["memory"]] == [(500, 20), (2000, 20)]
     assert all(m["driver_peak_mib"] > 0 and m["worker_peak_mib"] > 0 for m in results["memory"])
-    assert [(s["replicas"], s["replicas_seen"], s["records"]) for s in results["scaling"]] == [(1, 1, 256), (2, 2, 256)]
+    assert [(s["replicas"], s["records"]) for s in results["scaling"]] == [(1, 1024), (2, 2048)]
+    assert all(0 < s["occupancy"] <= 1 and s["pipeline_cpu_ms_per_record"] > 0 for s in results["scaling"])
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "table.md").read_text()
     assert "| ray.data.llm |" in table and "| card's two-request client |" in table

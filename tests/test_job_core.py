@@ -12,7 +12,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.blocks import assemble, decode, schema
+from batchgen.blocks import assemble, decode, gather, schema
 from batchgen.identity import InputNames, id_text, input_root
 from batchgen.prefix import Manifest, OutputPrefix, PrefixRefused
 from batchgen.records import RecordError
@@ -47,7 +47,7 @@ def output_table(uri, fmt="auto") -> pa.Table:
         for block in read_file(fs, inputs, f, frozenset(result.duplicates)):
             batch = decode(block, result.passthrough, result.duplicates)
             rows = [error_row(rid, "m", RecordError("x", "y")) for rid in batch.ids]
-            tables.append(assemble(rows, batch, result.passthrough))
+            tables.append(assemble(rows, batch.passthrough, result.passthrough))
     return tables
 
 
@@ -61,21 +61,34 @@ def write_prefix(tables, folder):
 
 def test_a_field_absent_from_a_batchs_first_record_is_kept(tmp_path):
     write_lines(tmp_path / "in.jsonl", [{"id": "a", "prompt": "Say hi.", "reasoning": "off"},
-                                        {"id": "b", "prompt": "Say hi.", "reasoning": "off", "meta": {"k": 1}}])
+                                        {"id": "b", "prompt": "Say hi.", "reasoning": "off", "meta": {"k": 1}},
+                                        {"id": "c", "prompt": "Say hi.", "meta": {"k": 2, "deep": None}}])
     (table,) = output_table(tmp_path / "in.jsonl")
     assert table.column_names == [*OUTPUT_FIELDS, "meta"]
-    assert table.column("meta").to_pylist() == [None, {"k": 1}]
+    assert [json.loads(v) if v else v for v in table.column("meta").to_pylist()] == [None, {"k": 1}, {"k": 2, "deep": None}]
+
+
+def test_objects_of_one_shape_stay_structs(tmp_path):
+    write_lines(tmp_path / "in.jsonl", [{"prompt": "x", "meta": {"split": "a", "n": 1, "tags": ["x"]}},
+                                        {"prompt": "y"}, {"prompt": "z", "meta": {"split": "b", "n": 2.5, "tags": []}}])
+    (table,) = output_table(tmp_path / "in.jsonl")
+    assert table.schema.field("meta").type == pa.struct([("split", pa.string()), ("n", pa.float64()),
+                                                         ("tags", pa.list_(pa.string()))])
+    assert table.column("meta").to_pylist()[2] == {"split": "b", "n": 2.5, "tags": []}
 
 
 @pytest.mark.parametrize("value", [{}, [], {"inner": {}}, {"a": []}, [[]], 2**70])
-def test_values_parquet_cannot_hold_round_trip_as_json_text(tmp_path, value):
-    write_lines(tmp_path / "in.jsonl", [{"prompt": "x", "meta": value}, {"prompt": "y"}])
+@pytest.mark.parametrize("other", [None, {"k": 1}])
+def test_values_parquet_cannot_hold_round_trip_as_json_text(tmp_path, value, other):
+    if other is not None and not isinstance(value, dict):
+        other = None
+    write_lines(tmp_path / "in.jsonl", [{"prompt": "x", "meta": value}, {"prompt": "y", "meta": other}])
     (table,) = output_table(tmp_path / "in.jsonl")
     out = tmp_path / "out"
     write_prefix([table], out)
     read = pq.read_table(out)
     assert read.schema.field("meta").type == pa.string()
-    assert [json.loads(v) if v else v for v in read.column("meta").to_pylist()] == [value, None]
+    assert [json.loads(v) if v else v for v in read.column("meta").to_pylist()] == [value, other]
 
 
 def test_types_that_differ_across_records_and_files_give_one_schema(tmp_path):
@@ -92,7 +105,7 @@ def test_types_that_differ_across_records_and_files_give_one_schema(tmp_path):
     assert [r["note"] for r in rows] == [None, "hi"]
     assert [r["n"] for r in rows] == ["1", '"one"']  # mixed types: JSON text of each value
     assert [r["x"] for r in rows] == [1.0, 2.5]
-    assert [r["s"] for r in rows] == [{"a": 1, "b": None}, {"a": None, "b": "z"}]
+    assert [json.loads(r["s"]) for r in rows] == [{"a": 1}, {"b": "z"}]  # other keys: JSON text, exact
     import duckdb
 
     ((count, notes),) = duckdb.sql(f"SELECT count(*), count(note) FROM read_parquet('{out}/*.parquet')").fetchall()
@@ -117,6 +130,10 @@ def test_parquet_files_that_disagree_on_a_column_are_merged(tmp_path):
     tables = output_table(folder)
     assert len({t.schema for t in tables}) == 1
     rows = pa.concat_tables(tables).to_pylist()
+    fs, inputs, result = scanned(folder)
+    first, last = [decode(b, result.passthrough) for f in (inputs.files[0], inputs.files[2]) for b in read_file(fs, inputs, f)]
+    _, columns = gather([({}, (last, 0)), ({}, (first, 0))])  # rows of Parquet blocks gathered across batches
+    assert [c.to_pylist() for c in columns] == [[None, 1.0], [None, '"x"']]
     assert [r["score"] for r in rows] == [1.0, 2.5, None] and [r["tag"] for r in rows] == ['"x"', "7", None]
 
 
@@ -254,9 +271,20 @@ def test_a_local_data_file_appears_only_when_written_whole(tmp_path):
 def test_the_row_model_gives_the_arrow_schema_and_error_rows():
     row = error_row("a", "m", RecordError("invalid_json", "bad"), "on", 3)
     assert tuple(row) == OUTPUT_FIELDS and OutputRow.model_validate(row).error == "invalid_json: bad"
-    table = assemble([row], decode(pa.table({"id": ["a"], "prompt": ["x"]}), scan(_no_inputs(), []).passthrough),
-                     scan(_no_inputs(), []).passthrough)
-    assert table.schema == schema(scan(_no_inputs(), []).passthrough) and table.to_pylist() == [row]
+    none = scan(_no_inputs(), []).passthrough
+    table = assemble([row], decode(pa.table({"id": ["a"], "prompt": ["x"]}), none).passthrough, none)
+    assert table.schema == schema(none) and table.to_pylist() == [row]
+
+
+def test_rows_of_several_batches_keep_their_own_passthrough_values(tmp_path):
+    write_lines(tmp_path / "in.jsonl", [{"id": str(i), "prompt": "x", "n": i} for i in range(4)])
+    fs, inputs, result = scanned(tmp_path / "in.jsonl")
+    (block,) = read_file(fs, inputs, inputs.files[0])
+    first, second = (decode(block.slice(0, 2), result.passthrough), decode(block.slice(2, 2), result.passthrough))
+    row = lambda rid: error_row(rid, "m", RecordError("x", "y"))  # noqa: E731
+    rows, columns = gather([(row("3"), (second, 1)), (row("0"), (first, 0)), (row("2"), (second, 0))])
+    table = assemble(rows, columns, result.passthrough)
+    assert [(r["id"], r["n"]) for r in table.to_pylist()] == [("3", 3), ("2", 2), ("0", 0)]
 
 
 def _no_inputs() -> InputSet:
@@ -281,3 +309,19 @@ def test_stats_count_rows_and_round_trip_through_json():
     assert JobStats.from_json(json.loads(json.dumps(stats.to_json()))) == stats
     assert stats.failed_share(0.5) == "2 of 3 records failed, more than errors.max_fraction 0.5: " \
         "{'duplicate_id': 1, 'invalid_json': 1}"
+
+
+def test_the_pending_checkpoint_name_is_ray_datas():
+    from ray.data.checkpoint.checkpoint_writer import PENDING_CHECKPOINT_SUFFIX
+
+    from batchgen.prefix import PENDING_SUFFIX
+
+    assert PENDING_SUFFIX == f"{PENDING_CHECKPOINT_SUFFIX}.parquet"
+
+
+def test_handed_out_ids_are_remembered():
+    from batchgen.ledger import HandedOut
+
+    handed = HandedOut()
+    handed.add(["a", "b"])
+    assert "a" in handed and "c" not in handed

@@ -2,7 +2,10 @@
 
 import json
 
-from batchgen.outputs import answer_row, parse_tool_calls, split_reasoning
+import pytest
+
+from batchgen.outputs import parse_tool_calls, split_reasoning
+from batchgen.rows import answer_row
 
 END = 9
 
@@ -34,15 +37,68 @@ def test_tool_calls_are_parsed_with_arguments_as_json_text():
     assert parse_tool_calls(text, "r1")[1] == calls  # ids are deterministic
 
 
-def test_broken_tool_calls_keep_the_raw_text_and_say_why():
-    for text, why in [
-        ('<TOOLCALL>[{"name": "f", "arguments": {</TOOLCALL>', "not JSON"),
-        ('<TOOLCALL>[{"name": "f"', "without a closing"),
-        ('<TOOLCALL>[{"arguments": {}}]</TOOLCALL>', "string name"),
-    ]:
-        content, calls, error = parse_tool_calls(text, "r")
-        assert content == text and calls is None
-        assert error.startswith("tool_call_parse_error: ") and why in error
+def test_a_closing_tag_inside_a_string_argument_does_not_end_the_block():
+    text = 'Sure.<TOOLCALL>[{"name": "say", "arguments": {"text": "end with </TOOLCALL> here"}}]</TOOLCALL>'
+    content, calls, error = parse_tool_calls(text, "r")
+    assert (content, error) == ("Sure.", None)
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("say", {"text": "end with </TOOLCALL> here"})]
+
+
+def test_toolcall_tags_inside_arguments_are_text():
+    args = {"text": "<TOOLCALL>[{\"name\": \"inner\"}]</TOOLCALL> and <TOOLCALL> alone"}
+    text = "<TOOLCALL>" + json.dumps([{"name": "echo", "arguments": args}]) + "</TOOLCALL>"
+    content, calls, error = parse_tool_calls(text, "r")
+    assert (content, error) == ("", None)
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("echo", args)]
+
+
+def test_several_blocks_with_text_and_whitespace_between():
+    text = ('First <TOOLCALL> [{"name": "a", "arguments": {"x": 1}}]\n</TOOLCALL> then\n'
+            '<TOOLCALL>\n[{"name": "b"}, {"name": "c", "arguments": "{\\"y\\": 2}"}] </TOOLCALL> done.')
+    content, calls, error = parse_tool_calls(text, "r7")
+    assert (content, error) == ("First  then\n done.", None)
+    assert [(c["name"], c["arguments"]) for c in calls] == [("a", '{"x": 1}'), ("b", "{}"), ("c", '{"y": 2}')]
+    # ids number the calls across all blocks: the same as for the same calls in one block
+    one_block = parse_tool_calls('<TOOLCALL>[{"name": "a"}, {"name": "b"}, {"name": "c"}]</TOOLCALL>', "r7")[1]
+    assert [c["id"] for c in calls] == [c["id"] for c in one_block] and len({c["id"] for c in calls}) == 3
+
+
+def test_a_single_call_object_is_one_call_and_an_empty_list_none():
+    content, calls, error = parse_tool_calls('<TOOLCALL>{"name": "f", "arguments": {"a": [1, 2]}}</TOOLCALL>', "r")
+    assert (content, error, [(c["name"], c["arguments"]) for c in calls]) == ("", None, [("f", '{"a": [1, 2]}')])
+    assert parse_tool_calls("Nothing to call. <TOOLCALL>[]</TOOLCALL>", "r") == ("Nothing to call.", None, None)
+
+
+def test_text_without_blocks_is_left_alone():
+    assert parse_tool_calls("  plain </TOOLCALL> text ", "r") == ("  plain </TOOLCALL> text ", None, None)
+
+
+@pytest.mark.parametrize("text, why", [
+    ('<TOOLCALL>[{"name": "f", "arguments": {</TOOLCALL>',
+     "the <TOOLCALL> at character 0 does not hold JSON: Expecting property name enclosed in double quotes "
+     "at character 39"),
+    ('ok <TOOLCALL>[{"name": "f"', "the <TOOLCALL> at character 3 has no closing </TOOLCALL>"),
+    ('<TOOLCALL>[{"name": "f"}]', "the <TOOLCALL> at character 0 has no closing </TOOLCALL>"),
+    ('<TOOLCALL>[{"name": "f", "arguments": {"t": "</TOOLCALL>"',
+     "the <TOOLCALL> at character 0 has no closing </TOOLCALL>"),
+    ('<TOOLCALL> [{"name": "f"} garbage', 'the <TOOLCALL> at character 0 does not hold JSON: '
+     "Expecting ',' delimiter at character 26"),
+    ('<TOOLCALL>[{"name": "f"}] and more</TOOLCALL>',
+     "the <TOOLCALL> at character 0 needs </TOOLCALL> right after its JSON, "
+     "found 'and more</TOOLCALL>' at character 26"),
+    ('<TOOLCALL>[{"name": "f"}]</TOOLCALL> then <TOOLCALL>[{"name": "g"}',
+     "the <TOOLCALL> at character 42 has no closing </TOOLCALL>"),
+    ('<TOOLCALL>"f"</TOOLCALL>', "the <TOOLCALL> at character 0 holds a string, not a list of calls"),
+    ('<TOOLCALL>[["f"]]</TOOLCALL>', "call 0 in the <TOOLCALL> at character 0 is a list, not an object"),
+    ('<TOOLCALL>[{"name": "f"}, {"arguments": {}}]</TOOLCALL>',
+     'call 1 in the <TOOLCALL> at character 0 needs a "name" string, got None'),
+    ('<TOOLCALL>[{"name": "f", "arguments": "Paris"}]</TOOLCALL>',
+     "call 0 in the <TOOLCALL> at character 0 needs \"arguments\" to be an object, got 'Paris'"),
+    ('<TOOLCALL>[{"name": "f", "arguments": [1]}]</TOOLCALL>',
+     'call 0 in the <TOOLCALL> at character 0 needs "arguments" to be an object, got [1]'),
+])
+def test_broken_tool_calls_keep_the_raw_text_and_say_where(text, why):
+    assert parse_tool_calls(text, "r") == (text, None, f"tool_call_parse_error: {why}")
 
 
 def test_answer_row_marks_tool_calls_and_keeps_the_contract():

@@ -238,7 +238,7 @@ def test_passthrough_fields_arrive_whole_with_one_schema_for_the_prefix(tmp_path
     stats = run(spec)
     assert (stats.records, stats.errors, stats.files) == (4, 0, 4)
     glob = str(tmp_path / "out" / "*.parquet")
-    rows = {r["id"]: r for r in duckdb.sql(f"SELECT * FROM read_parquet('{glob}')").fetchdf().to_dict("records")}
+    rows = {r["id"]: r for r in duckdb.sql(f"SELECT * FROM read_parquet('{glob}')").fetch_arrow_table().to_pylist()}
     assert pads.dataset(str(tmp_path / "out"), format="parquet",
                         exclude_invalid_files=True).to_table().num_rows == 4  # pyarrow's plain glob too
     assert json.loads(rows["b"]["meta"]) == {"k": 1} and json.loads(rows["c"]["meta"]) == {}

@@ -37,7 +37,7 @@ def write_job(tmp_path: Path, records: int, output: str, storage: dict | None = 
         "name": "recovery", "model": {"path": "toy:nemotron-h"}, "engine": TEST_ENGINE,
         "input": {"uri": str(source)}, "output": {"uri": output, "min_rows_per_file": 8},
         "defaults": {"max_tokens": 60, "temperature": 0.0}, "budget": {"grace_tokens": 20},
-        "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": 8, "batches_in_flight": 2},
+        "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": 8, "records_in_flight": 16},
         "storage": storage or {}, **extra,
     }
     path = tmp_path / "job.yaml"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import pytest
 
 from batchgen.budget import line_break_token_ids
 from batchgen.prompting import PromptBuilder
 from batchgen.records import normalize
+from batchgen.replica import AnswerStops
 from batchgen.spec import BudgetSpec
 from batchgen.toy import corpus
 from tests.conftest import TEST_GRACE
@@ -188,11 +190,123 @@ def test_bad_records_become_error_rows_and_the_rest_succeed(replica):
     assert all(r["finish_reason"] == "error" for r in rows[1:4])
 
 
-def test_stop_strings_end_generation_and_are_trimmed(replica):
-    row = one(replica, prompt=corpus.steps_prompt("river"), stop=["Step 3"])
-    assert row["finish_reason"] == "stop"
-    assert row["reasoning_content"].endswith("Step 2: I look at river again.")
-    assert "Step 3" not in row["reasoning_content"]
+def native(replica, record, **params):
+    """The engine's own output for a record's prompt, with vLLM's own stop-string handling (the oracle):
+    `params` override the record's sampling values."""
+    from vllm import SamplingParams
+
+    prepared = replica.prompts.build(normalize({"id": "native", **GREEDY, **record}))
+    sampling = SamplingParams(**{**prepared.sampling, **params})
+
+    async def run():
+        prompt = {"prompt_token_ids": prepared.prompt_ids}
+        async for output in replica._engine.generate(prompt, sampling, f"native-{uuid.uuid4().hex}"):
+            final = output
+        return final.outputs[0]
+
+    return replica._run(run())
+
+
+def stop_cut(tokenizer, answer_ids, stop):
+    """How many answer tokens vLLM keeps for a stop string (up to the one completing it) and the text
+    before it, read plainly: the shortest prefix whose text holds the string."""
+    for n in range(1, len(answer_ids) + 1):
+        text = tokenizer.decode(answer_ids[:n], skip_special_tokens=True)
+        if stop in text:
+            return n, text[: text.index(stop)]
+    raise AssertionError(f"{stop!r} is not in the answer")
+
+
+def test_stop_strings_apply_to_the_answer_only(replica):
+    record = {"prompt": corpus.steps_prompt("river")}
+    ref = one(replica, **record)
+    ids = list(native(replica, record).token_ids)
+    end = ids.index(replica.prompts.end_token_id) + 1
+    assert " " in ref["reasoning_content"] and " " in ref["content"]
+    n, before = stop_cut(replica.tokenizer, ids[end:], " ")
+    row = one(replica, **record, stop=[" "])
+    assert row["reasoning_content"] == ref["reasoning_content"]  # the whole reasoning, spaces and all
+    assert row["reasoning_tokens"] == ref["reasoning_tokens"] == end
+    assert row["content"] == before.strip() == ref["content"].split(" ")[0]
+    assert row["finish_reason"] == "stop" and row["error"] is None
+    assert row["completion_tokens"] == end + n < ref["completion_tokens"]
+    assert replica._engine.get_num_unfinished_requests() == 0  # the cut request was aborted, not left running
+
+
+def test_a_stop_string_only_in_the_reasoning_does_not_stop_it(replica):
+    record = {"prompt": corpus.steps_prompt("maple")}
+    ref = one(replica, **record)
+    assert "Step 3" in ref["reasoning_content"] and "Step 3" not in ref["content"]
+    row = one(replica, **record, stop=["Step 3", "never said"])
+    assert row == ref
+
+
+def test_stop_strings_after_a_thinking_budget(replica):
+    record = {"prompt": corpus.steps_prompt("stone"), "max_thinking_tokens": 5}
+    ref = one(replica, **record)
+    row = one(replica, **record, stop="about")
+    assert row["thinking_budget_hit"] and row["reasoning_content"] == ref["reasoning_content"]
+    assert "about" in ref["content"] and row["content"] == ref["content"].split("about")[0].strip()
+    assert row["reasoning_tokens"] == ref["reasoning_tokens"] and row["finish_reason"] == "stop"
+
+
+def test_max_tokens_in_the_reasoning_with_stop_strings(replica):
+    row = one(replica, prompt=corpus.steps_prompt("river"), max_tokens=25, stop=[" ", "Step"])
+    assert row["finish_reason"] == "length" and row["content"] == ""
+    assert row["reasoning_content"].startswith("Step 1: I look at")
+    assert row["completion_tokens"] == row["reasoning_tokens"] == 25
+
+
+@pytest.mark.parametrize("stop", [[" "], "ught ab", ["river", "thought"], ["t ab", "ught"], ["."]])
+def test_reasoning_off_stops_as_vllm_does(replica, stop):
+    record = {"prompt": corpus.steps_prompt("river"), "reasoning": "off"}
+    expected = native(replica, record, stop=stop, detokenize=True)
+    assert expected.finish_reason == "stop" and isinstance(expected.stop_reason, str)
+    row = one(replica, **record, stop=stop)
+    assert row["reasoning_content"] is None and row["finish_reason"] == "stop"
+    assert row["content"] == expected.text.strip()
+    assert row["completion_tokens"] == len(expected.token_ids)
+
+
+def test_an_empty_stop_string_is_an_invalid_value(replica):
+    row = one(replica, prompt=corpus.echo_prompt("apple"), stop=["x", ""])
+    assert row["finish_reason"] == "error"
+    assert row["error"] == "invalid_value: stop: an empty string cannot be a stop string (got ['x', ''])"
+
+
+# AnswerStops on a byte vocabulary: 0 ends the reasoning, 1 is a special token (decodes to nothing).
+VOCAB = {0: b"", 1: b"", 2: b"think it", 3: b"ab", 4: b"cd", 5: b"\xc3", 6: b"\xa9", 7: b"e f", 8: b"abcd"}
+
+
+def watch(stops, mode="on"):
+    return AnswerStops(stops, lambda ids: b"".join(VOCAB[i] for i in ids).decode(errors="replace"), mode, 0)
+
+
+def feed(stops, tokens, mode="on"):
+    """(tokens taken until a stop matched, the content before it); content None: no match."""
+    w = watch(stops, mode)
+    for token in tokens:
+        if w.push(token):
+            break
+    return w.token_ids, w.content
+
+
+def test_answer_stops_skip_the_reasoning_and_cut_at_the_completing_token():
+    assert feed([" ", "b"], [2, 2, 0, 3, 4, 7, 3]) == ([2, 2, 0, 3], "a")
+    assert feed(["bc"], [2, 0, 3, 4, 7]) == ([2, 0, 3, 4], "a")  # across two tokens
+    assert feed(["t"], [2, 2, 3]) == ([2, 2, 3], None)  # no end of reasoning: all reasoning
+    assert feed(["t"], [2, 0, 3], mode="off") == ([2], "")  # reasoning off: all answer
+
+
+def test_answer_stops_earliest_completion_wins_then_list_order():
+    assert feed(["cd", "bc"], [0, 8]) == ([0, 8], "a")
+    assert feed(["abcd", "bcd"], [0, 8]) == ([0, 8], "")
+    assert feed(["bcd", "abcd"], [0, 8]) == ([0, 8], "a")
+
+
+def test_answer_stops_wait_for_whole_characters_and_ignore_special_tokens():
+    assert feed(["\u00e9"], [0, 3, 5, 1, 6, 4]) == ([0, 3, 5, 1, 6], "ab")
+    assert feed(["\ufffd"], [0, 5, 6, 3]) == ([0, 5, 6, 3], None)  # half a character is never text
 
 
 def test_sampling_with_a_seed_is_reproducible(replica):
