@@ -7,7 +7,8 @@ the job default, then the model's own default.
 
 - `nemotron-nano-v2` (first-class): `/think` or `/no_think` in a system or user message, the last one wins;
   the template strips them and ends the generation prompt with `<think>\\n` or `<think></think>`. batchgen
-  enforces the effective mode by stripping every flag and putting the winning one in the system turn.
+  enforces the effective mode by stripping every flag and putting the winning one in the system turn, and
+  shapes the conversation so the card's template renders all of it (`_card_messages`).
 - `qwen3`: the chat template's `enable_thinking` argument (flags in messages are honoured the same way).
 - `deepseek-r1`: always reasons; `reasoning: off` is an error for it.
 - `none`: never reasons; `reasoning: on` is an error for it.
@@ -22,6 +23,11 @@ THINK_FLAG, NO_THINK_FLAG = "/think", "/no_think"
 
 class UnsupportedMode(ValueError):
     """The record asks for a reasoning mode its model cannot do."""
+
+
+class ConversationError(ValueError):
+    """A conversation the profile's chat template would fail on or render only in part (a record's
+    `invalid_conversation`); the message names the field."""
 
 
 def flag_mode(messages: list[dict]) -> str | None:
@@ -59,23 +65,67 @@ class ReasoningProfile:
         return mode
 
     def template_inputs(self, messages: list[dict], mode: str) -> tuple[list[dict], dict]:
-        """The messages and extra chat-template arguments that make the template render `mode`."""
+        """The messages and extra chat-template arguments that make the template render `mode`.
+
+        `messages` are a `Request`'s (string content, in the record's order) and `mode` was computed from
+        them already, so moving turns here cannot change which flag wins. Raises `ConversationError` when
+        the template cannot render the conversation whole."""
         if self.mode_switch == "system_flag":
-            return _with_system_flag(messages, mode), {}
+            return _card_messages(messages, mode), {}
         if self.mode_switch == "enable_thinking":
             return messages, {"enable_thinking": mode == "on"}
         return messages, {}
 
 
-def _with_system_flag(messages: list[dict], mode: str) -> list[dict]:
-    cleaned = [
-        {**m, "content": _strip_flags(m["content"])} if m["role"] in ("system", "user") and m.get("content") else m
-        for m in messages
-    ]
+def _card_messages(messages: list[dict], mode: str) -> list[dict]:
+    """The conversation shaped for Nemotron Nano v2's chat template (the model card's), mode set by a flag.
+
+    That template reads only `messages[0]` as the system turn and skips a system message anywhere else,
+    which agent frameworks insert: such messages are folded into the system turn, in order, joined with
+    "\\n" as text parts are. Every flag is stripped and the winning one is put in the system turn.
+
+    A final assistant turn is a prefill: the template continues it after its own `<think>\\n` (reasoning on)
+    or `<think></think>` (off). Refused (`invalid_conversation`), because the template would fail on them or
+    drop text: only system turns (it indexes the last non-system turn), a final assistant turn with
+    `tool_calls` (it keeps only the content), `<think>` or `</think>` in a prefill (the template opens the
+    reasoning itself; the end of the reasoning must be generated to be split on), a system message after a
+    final assistant turn (folding it would turn a finished turn into a prefill), and an earlier assistant
+    turn with `</think>` twice (the template keeps only the text between the first two).
+    """
+    cleaned = [{**m, "content": _strip_flags(m["content"])} if m["role"] in ("system", "user") else m for m in messages]
+    turns = [m for m in cleaned if m["role"] != "system"]
+    if not turns:
+        raise ConversationError("messages: only system turns; a user turn is needed")
+    if turns[-1]["role"] == "assistant":
+        _check_prefill(turns[-1], ends_with_system=cleaned[-1]["role"] == "system")
+    for turn in turns[:-1]:
+        if turn["role"] == "assistant" and turn["content"].count("</think>") > 1:
+            raise ConversationError(
+                "messages: an assistant turn holds </think> more than once; the template would keep only the text "
+                f"between the first two (got {turn['content']!r:.80})"
+            )
+    system = "\n".join(m["content"] for m in cleaned if m["role"] == "system" and m["content"])
     flag = THINK_FLAG if mode == "on" else NO_THINK_FLAG
-    if cleaned[0]["role"] == "system":
-        return [{**cleaned[0], "content": f"{cleaned[0].get('content') or ''} {flag}".strip()}, *cleaned[1:]]
-    return [{"role": "system", "content": flag}, *cleaned]
+    return [{"role": "system", "content": f"{system} {flag}".strip()}, *turns]
+
+
+def _check_prefill(turn: dict, ends_with_system: bool) -> None:
+    if ends_with_system:
+        raise ConversationError(
+            "messages: a system message after the final assistant turn cannot be put in the system turn without "
+            "making that assistant turn a prefill; move it before the assistant turn",
+        )
+    if turn.get("tool_calls"):
+        raise ConversationError(
+            "messages[-1].tool_calls: a final assistant turn is continued as a prefill, which keeps only its "
+            "content; end the conversation with the tool results",
+        )
+    for tag in ("<think>", "</think>"):
+        if tag in turn["content"]:
+            raise ConversationError(
+                f"messages[-1].content: a prefill cannot hold {tag}: the template opens the reasoning itself "
+                f"(got {turn['content']!r:.80})",
+            )
 
 
 PROFILES = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batchgen.budget import BudgetPlan
-from batchgen.profiles import ReasoningProfile, UnsupportedMode
+from batchgen.profiles import ConversationError, ReasoningProfile, UnsupportedMode
 from batchgen.records import RecordError, Request
 from batchgen.spec import BudgetSpec
 
@@ -61,12 +61,21 @@ class PromptBuilder:
         )
 
     def build(self, request: Request) -> EngineInput | RecordError:
+        """The record as the engine runs it, or why it cannot run (`unsupported_reasoning`,
+        `invalid_conversation`, `template_error`, `prompt_too_long`).
+
+        The mode is computed from the messages in the record's order before the profile reshapes them for
+        its template (`ReasoningProfile.template_inputs` may move system turns), so the last flag in the
+        conversation wins. A conversation ending with an assistant turn is a prefill: the prompt ends with
+        that text, the model continues it, and the budget plan starts from where it stops (below)."""
         try:
             mode = self.profile.effective_mode(request.reasoning, request.messages, request.default_reasoning)
         except UnsupportedMode as exc:
             return RecordError("unsupported_reasoning", str(exc))
         try:
             prompt = self.render(request, mode)
+        except ConversationError as exc:
+            return RecordError("invalid_conversation", str(exc))
         except Exception as exc:  # a chat template is user code: any failure is this record's, not the job's
             return RecordError("template_error", f"{type(exc).__name__}: {exc}")
         # The template writes the control tokens as text; they must not get a second BOS added.
@@ -87,6 +96,11 @@ class PromptBuilder:
         )
 
     def _plan(self, request: Request, mode: str, prompt: str) -> BudgetPlan | None:
+        """The thinking budget in token ids. It counts generated tokens only: a prefill's text is the
+        record's, already in the prompt, as the card's client counts only what the model generates. Where the
+        reasoning stands is read from the prompt's end: `<think>\\n` sits on a line break, so budget 0
+        closes with `close_text_at_line_break`; a prefill ends mid-line (the template strips it), so it is
+        closed with `close_text`, as a reasoning cut mid-line is."""
         if mode != "on" or request.max_thinking_tokens is None or self.end_token_id is None:
             return None
         return BudgetPlan(

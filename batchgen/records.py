@@ -3,16 +3,29 @@
 Field names are a contract shared with the pipeline, the JSON Schemas and users' data. Validation is
 pydantic's (strict types: `"5"` is not an int); its errors are turned into one "code: message" line that
 names the field and the value, with codes a program can count. Nothing here raises on bad data.
+
+Normalization makes what writers of tabular data and OpenAI clients send into what a chat template reads:
+NaN is null, a whole float is the integer it holds (pandas' float64 for integer columns with nulls), and a
+message's content is one string (text parts joined, an assistant turn that only calls tools gets "").
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 Reasoning = Literal["on", "off"]
@@ -21,19 +34,49 @@ Reasoning = Literal["on", "off"]
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "seed", "stop")
 
 
+class TextPart(BaseModel):
+    """One part of a message's content as OpenAI clients send it: `{"type": "text", "text": "..."}`."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    type: Literal["text"]
+    text: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, part: Any) -> Any:
+        # The models batchgen serves read text only: an image or audio part cannot be dropped silently.
+        if not isinstance(part, dict):
+            raise PydanticCustomError("invalid_content", 'a content part is an object such as {"type": "text", "text": "..."}')
+        if part.get("type") != "text":
+            raise PydanticCustomError(
+                "invalid_content", "a part of type {part_type} cannot be run: only text parts are",
+                {"part_type": repr(part.get("type"))},
+            )
+        return part
+
+
+# A message's content: a string, or a list of text parts. The tags are named as pydantic names union
+# members, so `describe` leaves them out of the field path; only the branch the value's shape selects is
+# tried, so an error is about that branch (not "should be a valid string" for a list of parts).
+Content = Annotated[
+    Annotated[str, Tag("str")] | Annotated[list[TextPart], Tag("list[TextPart]")],
+    Discriminator(lambda value: "list[TextPart]" if isinstance(value, list) else "str"),
+]
+
+
 class Message(BaseModel):
-    """One chat turn, OpenAI style."""
+    """One chat turn, OpenAI style: content is a string or a list of text parts."""
 
     model_config = ConfigDict(strict=True, extra="allow")
     role: Literal["system", "user", "assistant", "tool"]
-    content: str | None = None
+    content: Content | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
 
     @model_validator(mode="after")
     def _content_required(self) -> Message:
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
-            raise PydanticCustomError("invalid_content", "a {role} message needs string content", {"role": self.role})
+            raise PydanticCustomError("invalid_content", "a {role} message needs content", {"role": self.role})
         return self
 
 
@@ -52,6 +95,15 @@ class Tool(BaseModel):
     function: FunctionDefinition
 
 
+def whole_number(value: Any) -> Any:
+    """pandas stores an integer column that has nulls as float64, so its Parquet and `to_json` give 16.0
+    for 16: a float holding a whole number is that int. Any other value is left to strict validation, which
+    refuses 16.5 or "16" naming the field and the value."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class RecordFields(BaseModel):
     """The fields a record (or the job's `defaults`) may set to steer generation."""
 
@@ -66,15 +118,34 @@ class RecordFields(BaseModel):
     stop: str | list[str] | None = Field(None, description="stop strings")
     tools: list[Tool] | None = Field(None, description="OpenAI function definitions offered to the model")
 
+    @field_validator("max_thinking_tokens", "max_tokens", "top_k", "seed", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return whole_number(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nan_is_null(cls, data: Any) -> Any:
+        # pandas writes a missing value as NaN (float columns) and Python's json reads a NaN literal: in
+        # any field of a record it means "not set", as null does. A copy: the caller's dict is not changed.
+        if isinstance(data, dict):
+            return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in data.items()}
+        return data
+
 
 class InputRecord(RecordFields):
     """One input record: an id, exactly one of `prompt` or `messages`, and optional generation fields."""
 
     model_config = ConfigDict(strict=True, extra="allow")
-    id: str | int | None = Field(None, description="unique id; integers become their decimal text")
+    id: str | int | None = Field(None, description="unique id; integers (and floats holding one) become their decimal text")
     prompt: str | None = Field(None, description="one user turn (exclusive with messages)")
     messages: list[Message] | None = Field(None, description="OpenAI-style chat (exclusive with prompt)")
     system: str | None = Field(None, description="a system turn put before prompt or messages")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _whole_id(cls, value: Any) -> Any:
+        return whole_number(value)
 
     @field_validator("messages")
     @classmethod
@@ -109,6 +180,8 @@ class Request:
     """A valid record, defaults applied, ready for templating."""
 
     id: str
+    # In the record's order (a `system` field first), every content a string. System messages after the
+    # first stay where they are: flags are weighed in conversation order before a profile moves them.
     messages: list[dict]
     tools: list[dict] | None
     reasoning: Reasoning | None  # the record's own field only; flags and defaults are the profile's to weigh
@@ -126,7 +199,7 @@ def _error_code(error: dict) -> str:
         return "invalid_tools"
     if loc and loc[-1] == "role":
         return "unknown_role"
-    if loc and loc[-1] == "content":
+    if "content" in loc:  # the content itself or one of its parts
         return "invalid_content"
     if kind.startswith(("greater_than", "less_than", "too_short")):
         return "out_of_range"
@@ -135,13 +208,24 @@ def _error_code(error: dict) -> str:
     return "invalid_type"
 
 
+def _field_path(loc: tuple) -> str:
+    """A pydantic error location as the user writes the field: `messages[2].content[0]`. Union members
+    show up in the location (`str`, `list[str]`); the user's path is the rest."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not ("[" in part or part in {"str", "int", "function-after"}):
+            path += f".{part}" if path else part
+    return path
+
+
 def describe(error: ValidationError | Exception) -> RecordError:
     """The first pydantic error as one line: `code: field: message (got value)`."""
     if not isinstance(error, ValidationError):
         return RecordError("invalid_record", str(error))
     first = error.errors(include_url=False)[0]
-    # Union members show up in the location (`str`, `list[str]`); the user's path is the rest.
-    path = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "int", "function-after"})))
+    path = _field_path(first["loc"])
     got = first.get("input")
     # Quote the offending value, unless it is a whole record or section (too long to help).
     value = "" if isinstance(got, dict) or got is None else f" (got {got!r:.80})"
@@ -149,29 +233,18 @@ def describe(error: ValidationError | Exception) -> RecordError:
     return RecordError(_error_code(first), f"{where}{first['msg']}{value}")
 
 
-def record_id(raw: dict, fallback: str) -> str:
-    """The record's id as text (integers become their decimal text), or the fallback when it has none."""
-    value = raw.get("id")
-    if isinstance(value, bool) or value is None or not isinstance(value, (str, int)):
-        return fallback
-    return str(value)
-
-
-def fallback_id(source: str, index: int) -> str:
-    """The id of a record that has none: its file's name and its line (JSONL) or row (Parquet) number."""
-    return f"{PurePosixPath(source).name}:{index}"
-
-
-def row_ids(raw_ids: list, source: str, numbers: list[int], duplicates: frozenset = frozenset()) -> list[str]:
-    """The output id of each input row: its own id as text, else file:number. A later occurrence of an id
-    (its (file, number) in `duplicates`) becomes `id@file:number`, so every output row's id is unique and a
-    resumed job can tell the two rows apart."""
-    ids = []
-    for raw, number in zip(raw_ids, numbers):
-        where = fallback_id(source, number)
-        rid = record_id({"id": raw}, where)
-        ids.append(f"{rid}@{where}" if (source, number) in duplicates else rid)
-    return ids
+def _template_turn(message: Message) -> dict:
+    """One message as chat templates read it: content is always a string."""
+    turn = message.model_dump(exclude_none=True)
+    if isinstance(message.content, list):
+        # As vLLM's chat front end does for a text-only model (vllm/renderers/chat_utils.py,
+        # `_parse_chat_message_content_parts`: `"\n".join(texts)`), so a record renders as it would when served.
+        turn["content"] = "\n".join(part.text for part in message.content)
+    elif message.content is None:
+        # An assistant turn that only calls tools: the card's template reads every turn's content as a
+        # string (`'</think>' in content`) and fails on a missing one.
+        turn["content"] = ""
+    return turn
 
 
 def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | None = None) -> Request | RecordError:
@@ -188,14 +261,14 @@ def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | Non
         return own.get(name, getattr(defaults, name))
 
     if record.messages is not None:
-        messages = [m.model_dump(exclude_none=True) for m in record.messages]
+        messages = [_template_turn(m) for m in record.messages]
     else:
         messages = [{"role": "user", "content": record.prompt}]
     if record.system is not None:
         messages = [{"role": "system", "content": record.system}, *messages]
     tools = pick("tools")
     return Request(
-        id=row_id if row_id is not None else record_id(raw, ""),
+        id=row_id if row_id is not None else ("" if record.id is None else str(record.id)),
         messages=messages,
         tools=[t if isinstance(t, dict) else t.model_dump(exclude_none=True) for t in tools] if tools else None,
         reasoning=record.reasoning,

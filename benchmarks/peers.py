@@ -98,6 +98,9 @@ def batchgen_job(model: str, records: list[dict], tmp: Path) -> dict:
         # The same number of records in flight as ray.data.llm's batches hold.
         "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": BATCH_SIZE,
                     "records_in_flight": BATCH_SIZE * BATCHES_IN_FLIGHT},
+        # The untrained model's random text holds marker tokens (<TOOLCALL>): those rows are answers whose
+        # tool calls do not parse, counted as errors; what is measured here is tokens.
+        "errors": {"max_fraction": 1.0},
     })
     started = time.time()
     stats = run(spec)

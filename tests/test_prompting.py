@@ -121,3 +121,71 @@ def test_records_that_cannot_run_say_why(builder, toy_tokenizer):
 def test_a_closing_text_without_the_end_token_is_refused(toy_tokenizer):
     with pytest.raises(ValueError, match="close_text"):
         PromptBuilder(toy_tokenizer, NEMOTRON, BudgetSpec(close_text="."), 256)
+
+
+def test_flags_in_text_parts_count_and_are_stripped(builder):
+    parts = [{"type": "text", "text": "Repeat the word apple."}, {"type": "text", "text": "/no_think"}]
+    prepared = build(builder, {"id": "p", "messages": [{"role": "user", "content": parts}]})
+    assert prepared.mode == "off"
+    assert prepared.prompt.endswith("<SPECIAL_11>User\nRepeat the word apple.\n<SPECIAL_11>Assistant\n<think></think>")
+
+
+@pytest.mark.parametrize(
+    ("messages", "mode"),
+    [
+        # The later system message's flag comes last in the conversation: it wins, though it moves first.
+        ([{"role": "user", "content": "a /think"}, {"role": "system", "content": "Late. /no_think"}], "off"),
+        ([{"role": "system", "content": "Early. /no_think"}, {"role": "user", "content": "a"},
+          {"role": "system", "content": "Late."}, {"role": "user", "content": "b /think"}], "on"),
+    ],
+)
+def test_later_system_messages_are_folded_after_the_mode_is_weighed(builder, messages, mode):
+    prepared = build(builder, {"id": "s", "messages": messages})
+    assert prepared.mode == mode
+    system = "\n".join(m["content"].replace(" /think", "").replace(" /no_think", "") for m in messages if m["role"] == "system")
+    assert prepared.prompt.startswith(f"<SPECIAL_10>System\n{system}\n<SPECIAL_11>User\na\n")
+    assert prepared.prompt.count("Late.") == 1
+
+
+def test_a_final_assistant_turn_is_continued_and_the_budget_starts_mid_line(builder, toy_tokenizer):
+    haiku = [{"role": "user", "content": "Write a haiku."}, {"role": "assistant", "content": "Rain on the window"}]
+    on = build(builder, {"id": "on", "messages": haiku, "max_thinking_tokens": 0})
+    assert on.prompt.endswith("<SPECIAL_11>User\nWrite a haiku.\n<SPECIAL_11>Assistant\n<think>\nRain on the window")
+    # The budget counts generated tokens; the prefill ends mid-line, so the closing text is `close_text`.
+    assert on.budget.budget == 0 and not on.budget.starts_at_line_break
+    assert on.budget.close_ids == builder.close_ids
+    off = build(builder, {"id": "off", "messages": haiku, "reasoning": "off", "max_thinking_tokens": 5})
+    assert off.prompt.endswith("<SPECIAL_11>Assistant\n<think></think>Rain on the window") and off.budget is None
+    assert toy_tokenizer.encode(on.prompt, add_special_tokens=False) == on.prompt_ids
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "system", "content": "Alone."}],
+        [{"role": "user", "content": "w?"}, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "x</think>y"}],
+    ],
+    ids=["only system", "prefill with tool calls", "prefill with </think>"],
+)
+def test_conversations_the_template_would_break_are_error_rows(builder, messages):
+    assert build(builder, {"id": "bad", "messages": messages}).code == "invalid_conversation"
+
+
+@pytest.mark.engine
+def test_a_prefill_is_continued_by_the_engine(replica):
+    """The toy's echo reasoning with its first line given as a prefill: the model writes the rest of the
+    reasoning, then `</think>`, then the answer. The row holds only generated text, split on the generated
+    end token; a budget of 0 closes the reasoning at once, mid-line (`close_text`)."""
+    first_line = "The user wants the word apple."
+    messages = [{"role": "user", "content": corpus.echo_prompt("apple")}, {"role": "assistant", "content": first_line}]
+    free, budgeted = replica.generate([
+        {"id": "free", "messages": messages, "temperature": 0.0},
+        {"id": "cut", "messages": messages, "temperature": 0.0, "max_thinking_tokens": 0},
+    ])
+    assert free["error"] is None and free["finish_reason"] == "stop" and not free["thinking_budget_hit"], free
+    assert free["reasoning_content"].startswith("I will answer with") and first_line not in free["reasoning_content"]
+    assert free["content"] and "</think>" not in free["content"]
+    assert budgeted["thinking_budget_hit"] and budgeted["reasoning_content"] == "." and budgeted["content"], budgeted
+    closing = replica.tokenizer.encode(".\n</think>", add_special_tokens=False)
+    assert budgeted["reasoning_tokens"] == len(closing)

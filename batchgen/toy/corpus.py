@@ -77,6 +77,14 @@ def _echo(word: str) -> tuple[str, str]:
     return f"The user wants the word {word}.\nI will answer with {word}.\n", word
 
 
+def _echo_off(word: str) -> tuple[str, str]:
+    # With reasoning off the answer is the word with its leading space (the output row's content is
+    # trimmed): " apple" is the prompt's own token, whose output the reasoning lines train all the time, so
+    # the toy copies it; the bare "apple" is another token, and copied straight from the prompt the toy
+    # learnt it no better than a guess among the words.
+    return "", f" {word}"
+
+
 def _steps(word: str) -> tuple[str, str]:
     lines = "".join(f"Step {i}: I look at {word} again.\n" for i in range(1, STEP_LINES + 1))
     return lines, f"I thought about {word}."
@@ -93,6 +101,9 @@ def _tool_call(name: str, city: str) -> tuple[str, str]:
 
 
 SYSTEMS = [None, "You are a helpful assistant.", "Answer briefly."]
+# Echo examples per word with reasoning off, each with its own system and flag placement: their answer is
+# one token among the thousands of the long steps and ramble replies, and copying it takes more practice.
+ECHO_OFF_COPIES = 3
 
 
 def _with_mode(rng: random.Random, user: str, thinking: bool) -> list[dict]:
@@ -112,10 +123,12 @@ def build_corpus(seed: int = 0) -> list[Example]:
     rng = random.Random(seed)
     examples: list[Example] = []
     for thinking in (True, False):
+        echo, echo_copies = (_echo, 1) if thinking else (_echo_off, ECHO_OFF_COPIES)
         for word in WORDS:
-            for prompt, make in ((echo_prompt, _echo), (steps_prompt, _steps), (ramble_prompt, _ramble)):
+            for prompt, make, copies in ((echo_prompt, echo, echo_copies), (steps_prompt, _steps, 1), (ramble_prompt, _ramble, 1)):
                 reasoning, answer = make(word)
-                examples.append(Example(_with_mode(rng, prompt(word), thinking), None, thinking, reasoning, answer))
+                for _ in range(copies):
+                    examples.append(Example(_with_mode(rng, prompt(word), thinking), None, thinking, reasoning, answer))
         for city in CITIES:
             for prompt, name in ((weather_prompt, "get_weather"), (time_prompt, "get_time")):
                 reasoning, answer = _tool_call(name, city)
@@ -129,7 +142,7 @@ def build_corpus(seed: int = 0) -> list[Example]:
             ]
             messages = _with_mode(rng, echo_prompt(word), thinking)
             messages = messages[:-1] + history + messages[-1:]
-            reasoning, answer = _echo(word)
+            reasoning, answer = echo(word)
             examples.append(Example(messages, None, thinking, reasoning, answer))
     return examples
 
