@@ -7,6 +7,7 @@ from batchgen.prompting import PromptBuilder
 from batchgen.records import RecordFields, normalize
 from batchgen.spec import BudgetSpec
 from batchgen.toy import corpus
+from tests.conftest import TEST_GRACE
 
 NEMOTRON = PROFILES["nemotron-nano-v2"]
 
@@ -176,7 +177,8 @@ def test_conversations_the_template_would_break_are_error_rows(builder, messages
 def test_a_prefill_is_continued_by_the_engine(replica):
     """The toy's echo reasoning with its first line given as a prefill: the model writes the rest of the
     reasoning, then `</think>`, then the answer. The row holds only generated text, split on the generated
-    end token; a budget of 0 closes the reasoning at once, mid-line (`close_text`)."""
+    end token; a budget of 0 ends the reasoning at the next line break the model writes, or abruptly
+    (`close_text`) after the grace (the card's rule)."""
     first_line = "The user wants the word apple."
     messages = [{"role": "user", "content": corpus.echo_prompt("apple")}, {"role": "assistant", "content": first_line}]
     free, budgeted = replica.generate([
@@ -186,6 +188,7 @@ def test_a_prefill_is_continued_by_the_engine(replica):
     assert free["error"] is None and free["finish_reason"] == "stop" and not free["thinking_budget_hit"], free
     assert free["reasoning_content"].startswith("I will answer with") and first_line not in free["reasoning_content"]
     assert free["content"] and "</think>" not in free["content"]
-    assert budgeted["thinking_budget_hit"] and budgeted["reasoning_content"] == "." and budgeted["content"], budgeted
+    assert budgeted["thinking_budget_hit"] and budgeted["content"], budgeted
     closing = replica.tokenizer.encode(".\n</think>", add_special_tokens=False)
-    assert budgeted["reasoning_tokens"] == len(closing)
+    assert budgeted["reasoning_tokens"] <= TEST_GRACE + len(closing)
+    assert "\n" not in budgeted["reasoning_content"]  # it ended at its first line break, if not cut before

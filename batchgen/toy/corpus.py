@@ -101,9 +101,11 @@ def _tool_call(name: str, city: str) -> tuple[str, str]:
 
 
 SYSTEMS = [None, "You are a helpful assistant.", "Answer briefly."]
-# Echo examples per word with reasoning off, each with its own system and flag placement: their answer is
-# one token among the thousands of the long steps and ramble replies, and copying it takes more practice.
-ECHO_OFF_COPIES = 3
+# Examples per echo prompt with reasoning off and per tool prompt, each with its own system and flag
+# placement. The loss is a mean over reply tokens, and the long steps and ramble replies hold nearly all of
+# them: an echo answered with reasoning off is one token copied from the prompt, which takes many more
+# examples to be learnt; tool calls get more too, to keep their share of the corpus.
+ECHO_OFF_COPIES, TOOL_COPIES = 10, 2
 
 
 def _with_mode(rng: random.Random, user: str, thinking: bool) -> list[dict]:
@@ -132,8 +134,9 @@ def build_corpus(seed: int = 0) -> list[Example]:
         for city in CITIES:
             for prompt, name in ((weather_prompt, "get_weather"), (time_prompt, "get_time")):
                 reasoning, answer = _tool_call(name, city)
-                tools = TOOLS if rng.random() < 0.5 else TOOLS[::-1]
-                examples.append(Example(_with_mode(rng, prompt(city), thinking), tools, thinking, reasoning, answer))
+                for _ in range(TOOL_COPIES):
+                    tools = TOOLS if rng.random() < 0.5 else TOOLS[::-1]
+                    examples.append(Example(_with_mode(rng, prompt(city), thinking), tools, thinking, reasoning, answer))
         # Multi-turn: an earlier exchange (its reasoning stripped by the template) before the real question.
         for word, other in zip(WORDS, WORDS[1:] + WORDS[:1]):
             history = [
