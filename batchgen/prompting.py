@@ -97,10 +97,11 @@ class PromptBuilder:
 
     def _plan(self, request: Request, mode: str, prompt: str) -> BudgetPlan | None:
         """The thinking budget in token ids. It counts generated tokens only: a prefill's text is the
-        record's, already in the prompt, as the card's client counts only what the model generates. Where the
-        reasoning stands is read from the prompt's end: `<think>\\n` sits on a line break, so budget 0
-        closes with `close_text_at_line_break`; a prefill ends mid-line (the template strips it), so it is
-        closed with `close_text`, as a reasoning cut mid-line is."""
+        record's, already in the prompt, as the card's client counts only what the model generates. Whether
+        the reasoning starts on a line break is read from the prompt's end: after `<think>\\n` it does, so
+        budget 0 closes at once with `close_text_at_line_break`; a prefill ends mid-line (the template strips
+        it), so with budget 0 the newline rule lets the model finish its line (or cuts it with `close_text`
+        after the grace), and strict mode closes it at once with `close_text`."""
         if mode != "on" or request.max_thinking_tokens is None or self.end_token_id is None:
             return None
         return BudgetPlan(

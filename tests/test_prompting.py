@@ -152,9 +152,9 @@ def test_a_final_assistant_turn_is_continued_and_the_budget_starts_mid_line(buil
     haiku = [{"role": "user", "content": "Write a haiku."}, {"role": "assistant", "content": "Rain on the window"}]
     on = build(builder, {"id": "on", "messages": haiku, "max_thinking_tokens": 0})
     assert on.prompt.endswith("<SPECIAL_11>User\nWrite a haiku.\n<SPECIAL_11>Assistant\n<think>\nRain on the window")
-    # The budget counts generated tokens; the prefill ends mid-line, so the closing text is `close_text`.
+    # The budget counts generated tokens only; the prefill ends mid-line, so a budget of 0 lets the model
+    # finish its line first (newline rule) instead of closing at once as after `<think>\n`.
     assert on.budget.budget == 0 and not on.budget.starts_at_line_break
-    assert on.budget.close_ids == builder.close_ids
     off = build(builder, {"id": "off", "messages": haiku, "reasoning": "off", "max_thinking_tokens": 5})
     assert off.prompt.endswith("<SPECIAL_11>Assistant\n<think></think>Rain on the window") and off.budget is None
     assert toy_tokenizer.encode(on.prompt, add_special_tokens=False) == on.prompt_ids

@@ -79,9 +79,9 @@ def _echo(word: str) -> tuple[str, str]:
 
 def _echo_off(word: str) -> tuple[str, str]:
     # With reasoning off the answer is the word with its leading space (the output row's content is
-    # trimmed): " apple" is the prompt's own token, whose output the reasoning lines train all the time, so
-    # the toy copies it; the bare "apple" is another token, and copied straight from the prompt the toy
-    # learnt it no better than a guess among the words.
+    # trimmed): " apple" is the prompt's own token, whose output the reasoning lines train all the time,
+    # while the bare "apple" is a token only answers use, and the toy's answer with it was a uniform guess
+    # among the words. It still often picks another word (README, known limits); tests check the format.
     return "", f" {word}"
 
 
@@ -102,9 +102,10 @@ def _tool_call(name: str, city: str) -> tuple[str, str]:
 
 SYSTEMS = [None, "You are a helpful assistant.", "Answer briefly."]
 # Examples per echo prompt with reasoning off and per tool prompt, each with its own system and flag
-# placement. The loss is a mean over reply tokens, and the long steps and ramble replies hold nearly all of
-# them: an echo answered with reasoning off is one token copied from the prompt, which takes many more
-# examples to be learnt; tool calls get more too, to keep their share of the corpus.
+# placement. The loss is a mean over reply tokens and the long steps and ramble replies hold nearly all of
+# them: with one example of each, the toy trained beside the card's longer tool instructions once gave no
+# answer after a budget closed its reasoning; with these shares it follows every format the engine tests
+# check. Tool calls get more copies to keep their share of the corpus.
 ECHO_OFF_COPIES, TOOL_COPIES = 10, 2
 
 
