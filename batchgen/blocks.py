@@ -52,7 +52,10 @@ def schema(passthrough: Passthrough) -> pa.Schema:
 
 
 def assemble(rows: list[dict], columns: list[pa.Array], passthrough: Passthrough) -> pa.Table:
-    """The output block: `rows` with their passthrough `columns` (aligned with the rows)."""
+    """The output block: `rows` with their passthrough `columns` (aligned with the rows; no rows: an empty
+    block of the same schema, `gather` gives no columns then)."""
+    if not rows:
+        return schema(passthrough).empty_table()
     table = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
     return pa.Table.from_arrays([*table.columns, *columns], schema=schema(passthrough))
 

@@ -70,10 +70,6 @@ class BudgetTracker:
         self._forced = 0
         self._finished = False
 
-    @property
-    def closed_by_budget(self) -> bool:
-        return self._closing is not None
-
     def next_forced_token(self, output_ids: Sequence[int]) -> int | None:
         """The engine's view: the request's whole output so far in, the token to force (or None) out."""
         # Incremental: each step only looks at the tokens added since the last one, so a long reasoning

@@ -48,8 +48,7 @@ class CrashLedger:
     replica again and again ends as an error row instead of looping. A record begun and never ended was
     running when its replica died (Ray restarts the replica and retries the batch)."""
 
-    def __init__(self, max_crashes: int = 3) -> None:
-        self.max_crashes = max_crashes
+    def __init__(self) -> None:
         self._running: set[str] = set()
         self._crashes: dict[str, int] = {}
 

@@ -145,7 +145,7 @@ def _progress_actor(max_fraction: float, min_records: int):
 
         def __init__(self):
             self.tally = Tally(max_fraction, min_records)
-            self.ledger = CrashLedger(ENGINE_MAX_CRASHES)
+            self.ledger = CrashLedger()
             self.handed_out = HandedOut()
 
         def begin(self, ids: list[str]) -> list[tuple[int, bool]]:
@@ -282,13 +282,17 @@ def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passt
     from ray.data import ActorPoolStrategy
 
     scaling = spec.scaling
-    return dataset.map_batches(
+    # Ray Data gives an actor task whole input blocks and runs a task's batches one after another, so a
+    # 250-row block would be four calls in a row, not four at once: as the input's last blocks are handed
+    # out, fewer calls run and the engine empties long before the input ends. Blocks of exactly one batch
+    # (a streaming repartition: no shuffle, nothing materialized) make every call its own task.
+    return dataset.repartition(target_num_rows_per_block=scaling.batch_size, strict=True).map_batches(
         GenerateStage,
         fn_constructor_args=(spec.model_dump_json(), progress, duplicates, passthrough.to_json(), replica_factory),
         batch_size=scaling.batch_size,
         batch_format="pyarrow",
-        # Several batches run in each actor at once, on threads (Replica.generate is thread-safe): the engine
-        # keeps working on one batch's long reasoning while the next batches' records join it.
+        # Several calls run in each actor at once, on threads, sharing its record pool (`batchgen.flow`): as
+        # many as keep `records_in_flight` records on the engine (`ScalingSpec.batches_in_flight`).
         compute=ActorPoolStrategy(
             size=scaling.replicas,
             max_tasks_in_flight_per_actor=scaling.batches_in_flight,

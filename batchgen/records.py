@@ -255,7 +255,8 @@ def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | Non
     except ValidationError as error:
         return describe(error)
     defaults = defaults or RecordFields()
-    own = record.model_dump(exclude_none=True, exclude_unset=True)
+    # Only the fields defaults can fill: a record's passthrough fields are not copied for nothing.
+    own = record.model_dump(include=set(RecordFields.model_fields), exclude_none=True, exclude_unset=True)
 
     def pick(name: str):
         return own.get(name, getattr(defaults, name))

@@ -148,6 +148,7 @@ class Replica:
         self.max_model_len = self._engine.model_config.max_model_len
         self.prompts = PromptBuilder(self.tokenizer, self.profile, budget or BudgetSpec(), self.max_model_len)
         self._line_breaks = line_break_token_ids(len(self.tokenizer), self.tokenizer.decode)
+        self._preparing = threading.Lock()
 
     @staticmethod
     async def _start(AsyncLLM, args):
@@ -164,9 +165,21 @@ class Replica:
 
     def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
         """Starts every record as its own engine request at once; one Future per record resolves to its
-        output row (an error row for a record that cannot run), or raises `EngineDied`. Thread-safe."""
-        return [asyncio.run_coroutine_threadsafe(self._generate_one(raw, rid), self._loop)
-                for raw, rid in zip(records, ids)]
+        output row (an error row for a record that cannot run), or raises `EngineDied`. Thread-safe.
+
+        Prompts are built here, on the caller's thread, not on the engine's event loop, which must keep
+        taking the engine's outputs; one caller at a time, as a Hugging Face tokenizer used from several
+        threads at once can fail ("Already borrowed")."""
+        futures = []
+        with self._preparing:
+            prepared = [self._prepare(raw, rid) for raw, rid in zip(records, ids)]
+        for rid, request in zip(ids, prepared):
+            if isinstance(request, EngineInput):
+                futures.append(asyncio.run_coroutine_threadsafe(self._generate_one(request, rid), self._loop))
+            else:
+                futures.append(Future())
+                futures[-1].set_result(request)
+        return futures
 
     def generate(self, records: list[dict], ids: list[str] | None = None) -> list[dict]:
         """One output row per record, in order (blocking). `ids` are the rows' ids (the job's, from
@@ -174,13 +187,17 @@ class Replica:
         ids = ids if ids is not None else [id_text(raw.get("id")) or "" for raw in records]
         return [future.result() for future in self.submit(records, ids)]
 
-    async def _generate_one(self, raw: dict, rid: str) -> dict:
+    def _prepare(self, raw: dict, rid: str) -> EngineInput | dict:
+        """A record's engine input, or its error row."""
         request = normalize(raw, self.defaults, row_id=rid)
         if isinstance(request, RecordError):
             return error_row(rid, self.model_name, request)
         prepared = self.prompts.build(request)
         if isinstance(prepared, RecordError):
             return error_row(rid, self.model_name, prepared)
+        return prepared
+
+    async def _generate_one(self, prepared: EngineInput, rid: str) -> dict:
         from vllm.v1.engine.exceptions import EngineDeadError
 
         try:

@@ -8,7 +8,8 @@ say where it came from.
 
 Ray's `read_json` fails the whole read on one bad line and neither of its readers reports line or row
 numbers, so the readers here are small `FileBasedDatasource`s (Ray still does the file listing, splitting
-and scheduling): JSONL lines stay raw bytes until a replica parses them, one error row each. A reader
+and scheduling): JSONL lines travel as raw bytes (the reader parses each only for its id, which Ray
+Data's checkpoint filter needs at the read) and a replica parses them again, one error row each. A reader
 runs in one of two modes: `records` (what the replicas get) or `scan` (the input scan's ids and
 passthrough types, `batchgen.scan`). Compressed JSONL (`.jsonl.gz`, `.bz2`, `.zst`, `.lz4`) is
 decompressed here by pyarrow's codecs in both places, and a UTF-8 byte-order mark is not part of a record.

@@ -15,9 +15,6 @@ from collections.abc import Callable, Iterator
 
 from batchgen.spec import SECRET_KEY, JobSpec, SpecError
 
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-
-
 class ClusterError(RuntimeError):
     """The cluster could not be reached or refused the request."""
 

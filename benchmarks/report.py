@@ -37,7 +37,7 @@ def _peers(n: int, peers: dict) -> list[str]:
 
 
 def markdown(results: dict) -> str:
-    peers, budget, memory, scaling = (results[k] for k in ("peers", "budget", "memory", "scaling"))
+    peers, budget, memory, scaling, pipeline = (results[k] for k in ("peers", "budget", "memory", "scaling", "pipeline"))
     parts = [
         f"Measured {results['date']} on {results['machine']} (`{results['command']}`). "
         "Ratios are the result; absolute figures vary with the machine's load.",
@@ -54,9 +54,14 @@ def markdown(results: dict) -> str:
         "**4. Replicas and engine occupancy** (GPU-like STAND-IN engine: continuous batching, a fixed time per "
         "decode step for up to 256 sequences, long-tailed lengths; no model)",
         _table(["replicas", "records", "records/s", "stand-in bound records/s", "efficiency vs 1",
-                "occupancy (running / max_num_seqs, until the input ran out)", "pipeline CPU ms/record"],
+                "occupancy (running / max_num_seqs, until the input ran out)"],
                [[s["replicas"], s["records"], s["records_per_s"], s["ideal_records_per_s"], f"{s['efficiency']:.2f}",
-                 f"{s['occupancy']:.2f}", s["pipeline_cpu_ms_per_record"]] for s in scaling]),
+                 f"{s['occupancy']:.2f}"] for s in scaling]),
+        f"**5. The pipeline's own cost** (one replica, a stand-in too fast to matter: one-token records; the "
+        f"{pipeline['records'][0]:,}-record job's CPU taken from the {pipeline['records'][1]:,}-record job's, "
+        "every process but the stand-in counted)",
+        _table(["CPU ms per further record", "CPU ms per record, start-up included", "records/s (pipeline-bound)"],
+               [[pipeline["cpu_ms_per_record"], pipeline["cpu_ms_per_record_all_in"], pipeline["records_per_s"]]]),
     ]
     return "\n\n".join(parts) + "\n"
 

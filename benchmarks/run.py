@@ -27,12 +27,15 @@ from benchmarks.report import chart, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 # peers: records per workload and runs of each system (alternating); scaling: records per replica, replica
-# counts, the stand-in's decode step in seconds.
+# counts, the stand-in's decode step in seconds; pipeline: the two job sizes whose difference gives the
+# pipeline's CPU per record.
 SIZES = {
-    "smoke": {"peers": (24, 1), "budget": 16, "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005)},
-    "default": {"peers": (2_000, 3), "budget": 512, "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05)},
+    "smoke": {"peers": (24, 1), "budget": 16, "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
+              "pipeline": (500, 1_500)},
+    "default": {"peers": (2_000, 3), "budget": 512, "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05),
+                "pipeline": (10_000, 40_000)},
     "full": {"peers": (10_000, 3), "budget": 2_000, "memory": [10_000, 1_000_000],
-             "scaling": (8_192, [1, 2, 4, 8], 0.05)},
+             "scaling": (8_192, [1, 2, 4, 8], 0.05), "pipeline": (10_000, 80_000)},
 }
 SYSTEMS = ("vllm", "ray-data", "batchgen")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -88,7 +91,7 @@ def peers(name: str, records: int, repeats: int, logs: Path) -> dict:
     for _ in range(repeats):
         for system in SYSTEMS:
             runs[system].append(measure("peers", system, "--records", records, "--workload", name, logs=logs))
-    median = {s: statistics.median(r["tokens_per_s"] for r in runs[s]) for s in SYSTEMS}
+    median = {s: statistics.median_low(r["tokens_per_s"] for r in runs[s]) for s in SYSTEMS}
     caps = [r["max_tokens"] for r in workload(name, records)[1]]
     return {
         "workload": name, "repeats": repeats, "max_tokens_range": [min(caps), max(caps)],
@@ -120,9 +123,18 @@ def scaling(per_replica: int, counts: list[int], step: float, logs: Path) -> lis
     for run in runs:
         run["speedup"] = round(run["records_per_s"] / runs[0]["records_per_s"], 2)
         run["efficiency"] = round(run["speedup"] / run["replicas"], 2)
-        # The pipeline's own CPU per record: everything but the stand-in engine, which only sleeps.
-        run["pipeline_cpu_ms_per_record"] = round(1000 * run["cpu_s_other"] / run["records"], 3)
     return runs
+
+
+def pipeline_cost(small: int, large: int, logs: Path) -> dict:
+    """The pipeline's CPU per record: two jobs on a stand-in too fast to matter (`scale pipeline`), the CPU
+    of every process but the stand-in's own thread, the smaller job's taken from the larger's, so Ray's
+    start-up and the job's fixed costs cancel and what is left is what each further record costs."""
+    runs = [measure("scale", "pipeline", "--records", n, logs=logs) for n in (small, large)]
+    cpu = [run["cpu_s_other"] - run["standin_cpu_s"] for run in runs]
+    return {"records": [small, large], "runs": runs, "records_per_s": runs[1]["records_per_s"],
+            "cpu_ms_per_record": round(1000 * (cpu[1] - cpu[0]) / (large - small), 3),
+            "cpu_ms_per_record_all_in": round(1000 * cpu[1] / large, 3)}
 
 
 def update_readme(table: str) -> None:
@@ -152,6 +164,7 @@ def main() -> None:
         "budget": budget(sizes["budget"], logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
         "scaling": scaling(*sizes["scaling"], logs=logs),
+        "pipeline": pipeline_cost(*sizes["pipeline"], logs=logs),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

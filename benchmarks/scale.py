@@ -3,6 +3,7 @@ with every replica's vLLM swapped for a stand-in, so what is measured is batchge
 
     python -m benchmarks.scale memory --records 10000     # driver/worker peak memory, first shard vs input read
     python -m benchmarks.scale replicas --replicas 4      # records/s and engine occupancy with 4 replicas
+    python -m benchmarks.scale pipeline --records 20000   # the pipeline's pace and CPU, the engine out of the way
 
 Each call runs one job and prints one JSON line (the harness, benchmarks/run.py, runs one per process so
 memory peaks and Ray instances do not mix).
@@ -98,7 +99,7 @@ def memory(records: int) -> dict:
         with PeakMemory() as peak:
             stats = run(spec, replica_factory=StandInReplica)
         stop.set()
-        # Every input file is read twice: once by the duplicate-id pass before the job, once by the job.
+        # Every input file is read twice: once by the input scan before the job, once by the job.
         reads = defaultdict(list)
         for _, at, (path,) in read_events(tmp / "events", "read"):
             reads[path].append(at - started)
@@ -147,14 +148,37 @@ def replicas(count: int, records: int, step_seconds: float, max_num_seqs: int = 
         }
 
 
+def pipeline(records: int) -> dict:
+    """One job at the default scaling on a stand-in too fast to matter (one-token records, a 0.2 ms step
+    for 1,024 sequences): batchgen, not the engine, sets the pace. Reports records/s and the stand-in's own
+    CPU seconds, which the harness subtracts from the job's (`run.pipeline_cost`)."""
+    from batchgen.pipeline import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_inputs(tmp / "in", records, lambda i: 1, per_file=max(1, records // 8))
+        os.environ[STEP_SECONDS] = "0.0002"
+        start_local_ray(tmp / "events", "benchmarks.standin.install", num_cpus=4)
+        spec = job_spec(tmp / "in", tmp / "out", replicas=1, batch_size=64, max_num_seqs=1024)
+        spec.scaling.records_in_flight = 512  # the default
+        stats = run(spec, replica_factory=StandInReplica)
+        standin_cpu = {pid: float(v[2]) for pid, _, v in sorted(read_events(tmp / "events", "occupancy"))}
+        return {"records": stats.records, "generation_time_s": stats.generation_time_s,
+                "records_per_s": round(stats.records / stats.generation_time_s, 1),
+                "standin_cpu_s": round(sum(standin_cpu.values()), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["memory", "replicas"])
+    parser.add_argument("what", choices=["memory", "replicas", "pipeline"])
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--step-seconds", type=float, default=0.05, help="the stand-in's decode step")
     args = parser.parse_args()
-    result = memory(args.records) if args.what == "memory" else replicas(args.replicas, args.records, args.step_seconds)
+    if args.what == "replicas":
+        result = replicas(args.replicas, args.records, args.step_seconds)
+    else:
+        result = memory(args.records) if args.what == "memory" else pipeline(args.records)
     print(json.dumps(result))
     sys.stdout.flush()
 

@@ -39,7 +39,10 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
     assert [(m["records"], m["input_files"]) for m in results["memory"]] == [(500, 20), (2000, 20)]
     assert all(m["driver_peak_mib"] > 0 and m["worker_peak_mib"] > 0 for m in results["memory"])
     assert [(s["replicas"], s["records"]) for s in results["scaling"]] == [(1, 1024), (2, 2048)]
-    assert all(0 < s["occupancy"] <= 1 and s["pipeline_cpu_ms_per_record"] > 0 for s in results["scaling"])
+    assert all(0 < s["occupancy"] <= 1 for s in results["scaling"])
+    pipeline = results["pipeline"]
+    assert [run["records"] for run in pipeline["runs"]] == [500, 1500]
+    assert pipeline["cpu_ms_per_record_all_in"] > 0 and all(run["standin_cpu_s"] > 0 for run in pipeline["runs"])
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "table.md").read_text()
     assert "| ray.data.llm |" in table and "| card's two-request client |" in table

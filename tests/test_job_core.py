@@ -285,6 +285,9 @@ def test_rows_of_several_batches_keep_their_own_passthrough_values(tmp_path):
     rows, columns = gather([(row("3"), (second, 1)), (row("0"), (first, 0)), (row("2"), (second, 0))])
     table = assemble(rows, columns, result.passthrough)
     assert [(r["id"], r["n"]) for r in table.to_pylist()] == [("3", 3), ("2", 2), ("0", 0)]
+    # A retried batch whose rows were all handed out already returns no rows: an empty block, same schema.
+    empty = assemble(*gather([]), result.passthrough)
+    assert empty.num_rows == 0 and empty.schema == schema(result.passthrough)
 
 
 def _no_inputs() -> InputSet:
