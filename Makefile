@@ -32,7 +32,7 @@ demo: setup toy-model
 	rm -rf out/demo
 	$(VENV)/bin/batchgen run jobs/demo.yaml --show 5
 
-# Benchmarks (about fifteen minutes; BENCH_ARGS=--full for the larger sizes): benchmarks/results/ and the
+# Benchmarks (about an hour; BENCH_ARGS=--full for the larger sizes): benchmarks/results/ and the
 # README's performance section.
 bench: setup toy-model
 	$(PY) -m benchmarks.run $(BENCH_ARGS)

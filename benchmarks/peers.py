@@ -3,6 +3,7 @@
     python -m benchmarks.peers vllm      --records 2000   # plain vLLM offline generation, one process: the ceiling
     python -m benchmarks.peers ray-data  --records 2000   # Ray's batch-LLM module, ray.data.llm
     python -m benchmarks.peers batchgen  --records 2000   # a batchgen job
+    python -m benchmarks.peers vllm-beside-ray ...         # plain vLLM with an idle local Ray running beside it
     ... --workload tail|traces                             # long-tailed output lengths (benchmarks/workload.py)
 
 Each prints one JSON line: output tokens, wall time including start-up, and the generation phase (from the
@@ -32,10 +33,16 @@ def measured(system: str, started: float, ready: float, done: float, tokens: int
             "tokens_per_s": round(tokens / (done - ready), 1)}
 
 
-def plain_vllm(model: str, records: list[dict]) -> dict:
+def plain_vllm(model: str, records: list[dict], beside_ray: bool = False) -> dict:
+    """`beside_ray`: a local Ray (the job's num_cpus) is started first and left idle: what Ray's own
+    processes alone take from an engine that shares their cores."""
     import vllm
 
     inputs = engine_inputs(records)
+    if beside_ray:
+        import ray
+
+        ray.init(address="local", num_cpus=4, log_to_driver=False)
     started = time.time()
     llm = vllm.LLM(**engine_args(model))
     ready = time.time()
@@ -43,7 +50,8 @@ def plain_vllm(model: str, records: list[dict]) -> dict:
                            [vllm.SamplingParams(**e.sampling) for e in inputs], use_tqdm=False)
     done = time.time()
     llm.llm_engine.engine_core.shutdown()  # now: left to interpreter exit, it waits on its worker for minutes
-    return measured("vllm", started, ready, done, sum(len(o.outputs[0].token_ids) for o in outputs), len(outputs))
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return measured("vllm beside an idle Ray" if beside_ray else "vllm", started, ready, done, tokens, len(outputs))
 
 
 def mark_engine_ready() -> None:
@@ -111,14 +119,14 @@ def batchgen_job(model: str, records: list[dict], tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("system", choices=["vllm", "ray-data", "batchgen"])
+    parser.add_argument("system", choices=["vllm", "ray-data", "batchgen", "vllm-beside-ray"])
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--workload", choices=WORKLOADS, default="peer")
     args = parser.parse_args()
     model, records = workload(args.workload, args.records)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.system == "vllm":
-            result = plain_vllm(model, records)
+        if args.system.startswith("vllm"):
+            result = plain_vllm(model, records, beside_ray=args.system == "vllm-beside-ray")
         elif args.system == "ray-data":
             result = ray_data_llm(model, records, Path(tmp))
         else:

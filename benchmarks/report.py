@@ -42,6 +42,10 @@ def markdown(results: dict) -> str:
         f"Measured {results['date']} on {results['machine']} (`{results['command']}`). "
         "Ratios are the result; absolute figures vary with the machine's load.",
         *[line for n, p in enumerate(peers) for line in _peers(n, p)],
+        f"**1d. Ray beside the engine** (plain vLLM on the `tail` workload, alone and with an idle local Ray "
+        f"started first; median of {results['ray_beside']['repeats']} runs each, alternating): tokens/s "
+        + ", ".join(f"{s} {min(v):,.0f}-{max(v):,.0f}" for s, v in results["ray_beside"]["tokens_per_s"].items())
+        + f"; with Ray / alone: **{results['ray_beside']['ratio']:.2f}**.",
         f"**2. Budget cost** ({budget['records']:,} reasoning records, budgets 8-128 tokens, one engine)",
         _table(["case", "output tokens", "tokens/s", "vs no budget", "prefill tokens recomputed"],
                [[name, c["output_tokens"], c["tokens_per_s"], f"{c['tokens_per_s'] / budget['reference_tokens_per_s']:.2f}",

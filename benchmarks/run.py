@@ -3,7 +3,7 @@ and table.md in the results folder (and the README's performance section, for th
 
     python -m benchmarks.run [--full | --smoke] [--out benchmarks/results]
 
-Sizes: the default run takes about fifteen minutes on 2 cores; --full runs 5x the prompts and 4x the
+Sizes: the default run takes about an hour on 2 cores (27 peer runs); --full runs 5x the prompts and 4x the
 records for scaling; --smoke is the tiny run the test suite makes to check that the harness works end to end.
 """
 
@@ -105,6 +105,19 @@ def peers(name: str, records: int, repeats: int, logs: Path) -> dict:
     }
 
 
+def ray_beside(records: int, repeats: int, logs: Path) -> dict:
+    """Plain vLLM alone and with an idle local Ray beside it, alternating, on the `tail` workload: what
+    Ray's own processes take from an engine whose cores they share (vLLM's CPU build keeps one core for
+    its scheduler loop, the core Ray's processes run on too)."""
+    runs = {system: [] for system in ("vllm", "vllm-beside-ray")}
+    for _ in range(repeats):
+        for system in runs:
+            runs[system].append(measure("peers", system, "--records", records, "--workload", "tail", logs=logs))
+    median = {s: statistics.median_low(r["tokens_per_s"] for r in v) for s, v in runs.items()}
+    return {"records": records, "repeats": repeats, "tokens_per_s": {s: [r["tokens_per_s"] for r in v] for s, v in runs.items()},
+            "ratio": round(median["vllm-beside-ray"] / median["vllm"], 3)}
+
+
 def budget(records: int, logs: Path) -> dict:
     result = measure("budget_cost", "--records", records, logs=logs)
     cases = result["cases"]
@@ -161,6 +174,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, no GPU",
         "command": "make bench" + {"full": " BENCH_ARGS=--full", "smoke": " BENCH_ARGS=--smoke", "default": ""}[mode],
         "peers": [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
+        "ray_beside": ray_beside(*sizes["peers"], logs=logs),
         "budget": budget(sizes["budget"], logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
         "scaling": scaling(*sizes["scaling"], logs=logs),

@@ -32,6 +32,7 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
     from benchmarks.workload import long_tailed_records
 
     assert results["peers"][1]["runs"][0]["output_tokens"] == sum(r["max_tokens"] for r in long_tailed_records(24, "tail"))
+    assert set(results["ray_beside"]["tokens_per_s"]) == {"vllm", "vllm-beside-ray"} and results["ray_beside"]["ratio"] > 0
     cases = results["budget"]["cases"]
     one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
     assert one_pass["prefill_tokens_recomputed"] == 0 < two_requests["prefill_tokens_recomputed"]
