@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo bench toy-model schemas clean
+.PHONY: setup test test-fast demo bench toy-model browser schemas clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,11 @@ $(STAMP): pyproject.toml
 toy-model: setup
 	$(PY) -m batchgen.toy.build
 
-test: setup toy-model
+# Debian's Chromium, for the tests that open the HTML report (Playwright drives it; no browser download).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: setup toy-model browser
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -2,6 +2,8 @@
 
     batchgen run JOB.yaml [--set key.path=value ...]     run on a local Ray or the cluster in RAY_ADDRESS
     batchgen validate JOB.yaml [--show N]                check spec and input without an engine
+    batchgen inspect OUTPUT [--json]                     what an output holds: progress, errors, tokens
+    batchgen report OUTPUT -o report.html                an HTML page of charts of an output
     batchgen schema [job|input|output]                   print a JSON Schema
     batchgen k8s JOB.yaml [--image I] [--replicas N]     render a KubeRay RayJob
     batchgen submit|status|logs|stop|list                the Ray Jobs API (cli_cluster.py)
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,29 +21,12 @@ import typer
 
 from batchgen import cli_cluster
 from batchgen.cli_common import JobFile, Overrides, fail, spec_or_exit
-from batchgen.spec import JobSpec, SpecError, parse_spec
+from batchgen.spec import JobSpec, SpecError, apply_override, parse_spec
 
 app = typer.Typer(help="Batch inference for reasoning LLMs on Ray Data and vLLM.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 for command in (cli_cluster.submit, cli_cluster.status, cli_cluster.logs, cli_cluster.stop, cli_cluster.list_jobs):
     app.command(name=command.__name__.replace("_jobs", ""))(command)
-
-
-class Progress:
-    """One status line, redrawn in a terminal; in a log, a new line only when the count moves."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = -1
-
-    def __call__(self, snapshot: dict) -> None:
-        if not self.tty and snapshot["records"] == self.last:
-            return
-        self.last = snapshot["records"]
-        rate = snapshot["completion_tokens"] / snapshot["elapsed_s"] if snapshot["elapsed_s"] else 0.0
-        line = (f"  {snapshot['records']} records done | {rate:,.0f} tokens/s | {snapshot['errors']} errors"
-                f" | {snapshot['elapsed_s']:.0f} s")
-        typer.echo("\r" + line if self.tty else line, err=True, nl=not self.tty)
 
 
 def _show_results(spec: JobSpec, count: int) -> None:
@@ -67,10 +53,13 @@ def run(
     show: Annotated[int, typer.Option(help="print N results")] = 0,
     spec_json: Annotated[Optional[str], typer.Option(help="the spec inline, as JSON (how `submit` sends it)")] = None,
     allow_changed_spec: Annotated[bool, typer.Option(help="resume onto output written with a different spec")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's and vLLM's logs here instead of in a log file")] = False,
 ) -> None:
     """Run a job: read the input, generate on vLLM replicas, write results to output.uri. Run again onto
     the same output, it resumes: finished records are skipped."""
+    from batchgen.logs import captured
     from batchgen.pipeline import JobFailed, run as run_job
+    from batchgen.progress import display
 
     if (job is None) == (spec_json is None):
         raise fail("run: give a job spec file or --spec-json, not both", 2)
@@ -82,13 +71,21 @@ def run(
         except (SpecError, json.JSONDecodeError) as error:
             raise fail(f"--spec-json: {error}", 2) from None
     typer.echo(f"batchgen: running {spec.name}: {spec.input.uri} -> {spec.output.uri}", err=True)
-    try:
-        stats = run_job(spec, report=Progress(), allow_changed_spec=allow_changed_spec)
-    except (JobFailed, FileNotFoundError, ValueError) as error:
-        raise fail(str(error)) from None
-    except Exception as error:  # the CLI's boundary: one clear line, not a Ray traceback
-        raise fail(f"{type(error).__name__}: {error}") from None
-    typer.echo("", err=True)
+    failure = ""
+    with captured(spec.name, verbose) as logs:
+        shown = display(logs.terminal)
+        try:
+            stats = run_job(spec, report=shown, allow_changed_spec=allow_changed_spec, actor_logs=True)
+        except (JobFailed, FileNotFoundError, ValueError) as error:
+            failure = str(error)
+        except Exception as error:  # the CLI's boundary: one clear line, the traceback in the log
+            traceback.print_exc()
+            failure = f"{type(error).__name__}: {error}"
+        finally:
+            shown.close()
+            _shutdown_ray()  # inside the capture: a local Ray's last words go to the log too
+    if failure:
+        raise fail(failure + logs.hint())
     if stats.already_complete:
         typer.echo(f"batchgen: {spec.name} is already complete in {spec.output.uri}: nothing to do")
         return
@@ -98,7 +95,17 @@ def run(
         f"in {stats.wall_time_s:.1f} s (engine start-up {stats.engine_startup_s:.1f} s), "
         f"{stats.generation_tokens_per_s:,.1f} tokens/s generating{skipped}; results in {spec.output.uri}"
     )
+    typer.echo(f"  look at them: batchgen inspect {spec.output.uri} | batchgen report {spec.output.uri} -o report.html")
+    if logs.path:
+        typer.echo(f"  Ray's and vLLM's log: {logs.path}")
     _show_results(spec, show)
+
+
+def _shutdown_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()
 
 
 @app.command()
@@ -122,6 +129,54 @@ def validate(job: JobFile, overrides: Overrides = [],
                f"{failed} would fail {dict(report.errors)}")
     if report.records and failed / report.records > spec.errors.max_fraction:
         raise fail(f"{failed} of {report.records} records would fail, more than errors.max_fraction {spec.errors.max_fraction}")
+
+
+StorageOptions = Annotated[list[str], typer.Option(
+    "--storage", help="an fsspec option for the output's filesystem: key=value (repeatable), e.g. endpoint_url=http://...")]
+
+
+def _storage(options: list[str]) -> dict:
+    storage: dict = {}
+    for option in options:
+        try:
+            apply_override(storage, option)
+        except SpecError as error:
+            raise fail(f"--storage: {error}", 2) from None
+    return storage
+
+
+@app.command()
+def inspect(
+    output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
+    storage: StorageOptions = [],
+    as_json: Annotated[bool, typer.Option("--json", help="print the survey as JSON")] = False,
+) -> None:
+    """What an output holds: its job, done and total records, complete or resumable, errors by code with
+    example ids, tokens, reasoning-token percentiles, budget hits, finish reasons."""
+    from batchgen.survey import describe, survey
+
+    try:
+        found = survey(output, _storage(storage))
+    except (FileNotFoundError, OSError) as error:
+        raise fail(f"inspect: {error}") from None
+    typer.echo(json.dumps(found.to_json(), indent=2) if as_json else describe(found))
+
+
+@app.command()
+def report(
+    output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
+    to: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")] = Path("report.html"),
+    storage: StorageOptions = [],
+) -> None:
+    """Write one self-contained HTML page of charts of an output: reasoning and answer lengths, finish
+    reasons, how the reasoning ended, errors, throughput; the longest records and example error rows."""
+    from batchgen.report import write
+
+    try:
+        path = write(output, to, _storage(storage))
+    except (FileNotFoundError, OSError) as error:
+        raise fail(f"report: {error}") from None
+    typer.echo(f"batchgen: report of {output} in {path}")
 
 
 @app.command()

@@ -30,6 +30,7 @@ from batchgen.flow import EngineDied, RecordPool
 from batchgen.ledger import CrashLedger, HandedOut
 from batchgen.passthrough import Passthrough
 from batchgen.prefix import Manifest, OutputPrefix, PrefixRefused
+from batchgen.progress import Snapshot
 from batchgen.records import RecordError
 from batchgen.rows import error_row
 from batchgen.scan import scan
@@ -122,7 +123,7 @@ class GenerateStage:
         return self.replica.submit([record], [rid])[0].result()
 
 
-def _init_ray() -> None:
+def _init_ray(actor_logs: bool) -> None:
     import ray
 
     if not ray.is_initialized():
@@ -132,7 +133,7 @@ def _init_ray() -> None:
         # they would wait on each other forever; the replicas' real work is the engine's, not the slot's.
         address = os.environ.get("RAY_ADDRESS")
         ray.init(address=address or "local", num_cpus=None if address else max(4, os.cpu_count() or 1),
-                 log_to_driver=os.environ.get("BATCHGEN_ACTOR_LOGS") == "1")
+                 log_to_driver=actor_logs)
 
 
 def _progress_actor(max_fraction: float, min_records: int):
@@ -171,12 +172,18 @@ def _progress_actor(max_fraction: float, min_records: int):
     return Progress.remote()
 
 
-def _watch(progress, started: float, report: Callable[[dict], None], stop: threading.Event, every: float = 2.0):
+def _watch(progress, started: float, total: int, done_before: int, report: Callable[[Snapshot], None],
+           stop: threading.Event, every: float = 2.0):
     import ray
 
-    while not stop.wait(every):
-        tally = ray.get(progress.snapshot.remote())
-        report({**dataclasses.asdict(tally), "elapsed_s": time.time() - started})
+    while True:
+        stopping = stop.wait(every)
+        tally, now = ray.get(progress.snapshot.remote()), time.time()
+        report(Snapshot(records=tally.records, errors=tally.errors, completion_tokens=tally.completion_tokens,
+                        total=total, done_before=done_before, elapsed_s=now - started,
+                        generating_s=None if tally.first_ready is None else now - tally.first_ready))
+        if stopping:  # the job's last snapshot was just reported
+            return
 
 
 @contextmanager
@@ -193,11 +200,12 @@ def _data_context() -> Iterator:
         context.enable_progress_bars, context.checkpoint_config = saved
 
 
-def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_changed_spec: bool = False,
-        replica_factory: Callable[[JobSpec], ReplicaLike] = vllm_replica) -> JobStats:
+def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_changed_spec: bool = False,
+        replica_factory: Callable[[JobSpec], ReplicaLike] = vllm_replica, actor_logs: bool = False) -> JobStats:
     """Runs the job to completion and returns its stats; raises JobFailed when it must not count as done
     (refused prefix, early stop, too many failed records). Run again onto the same output, it resumes:
-    finished records are skipped, the rest run. `report` gets a progress snapshot every 2 s."""
+    finished records are skipped, the rest run. `report` gets a progress snapshot every 2 s once the input
+    is scanned; `actor_logs` sends the replicas' logs (vLLM's) to this process's stderr."""
     import ray
 
     from batchgen.models import TOY_MODEL, resolve_path
@@ -218,14 +226,17 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_chang
     prefix.write_manifest(manifest)
     if spec.model.path == TOY_MODEL:
         resolve_path(TOY_MODEL)  # built once here, not by every replica at the same time
-    _init_ray()
-    stop = threading.Event()
+    _init_ray(actor_logs)
+    stop, watcher = threading.Event(), None
     with _data_context() as context:
         progress = _progress_actor(spec.errors.max_fraction, spec.errors.min_records)
         # Duplicates are judged on the whole input, finished records included, so the scan runs unfiltered.
         scanned = scan(inputs, ray_dataset(in_fs, inputs, scan=True).iter_batches(batch_size=None, batch_format="pyarrow"))
+        prefix.write_manifest(manifest, scanned.records)
         if report:
-            threading.Thread(target=_watch, args=(progress, started, report, stop), daemon=True).start()
+            watcher = threading.Thread(target=_watch, args=(progress, started, scanned.records, skipped, report, stop),
+                                       daemon=True)
+            watcher.start()
         context.checkpoint_config = prefix.checkpoint_config()
         try:
             # A replica that dies may leave records that no retried batch holds any more (`flow`): another
@@ -245,6 +256,8 @@ def run(spec: JobSpec, report: Callable[[dict], None] | None = None, allow_chang
             raise JobFailed(verdict) from None
         finally:
             stop.set()
+            if watcher:
+                watcher.join(timeout=30)
     stats = _stats(spec, inputs, prefix, started, skipped, progress)
     prefix.write_stats(stats)
     if failed := stats.failed_share(spec.errors.max_fraction):
@@ -273,7 +286,7 @@ def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float
     # Counted from what was written, not from what the replicas reported: retried work would count twice.
     return JobStats.build(
         job=spec.name, model=spec.model.path, input_files=len(inputs.files), files=len(prefix.data_files()),
-        counts=prefix.row_counts(spec.output.format), skipped=skipped, started=started,
+        counts=prefix.row_counts(), skipped=skipped, started=started,
         first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
 
 

@@ -21,8 +21,10 @@ import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchgen.rows import OUTPUT_SCHEMA
 from batchgen.spec import JobSpec
 from batchgen.stats import JobStats, RowCounts
 from batchgen.storage import STAGING_PREFIX, InputSet, _format_of, arrow_fs, open_fs
@@ -112,7 +114,7 @@ class OutputPrefix:
             return "new"
         if not self.data_files() and not self.committed_rows():
             return "new"  # an earlier run stopped before committing anything: nothing to protect
-        previous = json.loads(self.fs.cat_file(self._file(JOB_FILE)))
+        previous = self.read_manifest()
         if previous.get("input") != manifest.input:
             raise PrefixRefused(
                 f"output.uri {self.uri} holds results for another input ({_describe(previous.get('input'))}; "
@@ -137,8 +139,9 @@ class OutputPrefix:
         with self.fs.open(self._file(name), "w") as handle:
             handle.write(json.dumps(payload, indent=2) + "\n" if payload is not None else "")
 
-    def write_manifest(self, manifest: Manifest) -> None:
-        self._write(JOB_FILE, manifest.to_json())
+    def write_manifest(self, manifest: Manifest, records: int | None = None) -> None:
+        """`records`: the input's record count, known once the scan has run (`batchgen inspect` reads it)."""
+        self._write(JOB_FILE, manifest.to_json() | ({"records": records} if records is not None else {}))
 
     def write_stats(self, stats: JobStats) -> None:
         self._write(STATS_FILE, stats.to_json())
@@ -149,15 +152,39 @@ class OutputPrefix:
     def read_stats(self) -> JobStats:
         return JobStats.from_json(json.loads(self.fs.cat_file(self._file(STATS_FILE))))
 
-    def row_counts(self, fmt: str) -> RowCounts:
-        """Counts over the data files as written."""
+    def read_manifest(self) -> dict | None:
+        """`_job.json` as written (with `records`, the input's record count, once the job's scan ended), or
+        None where no batchgen job wrote one."""
+        if not self.fs.exists(self._file(JOB_FILE)):
+            return None
+        return json.loads(self.fs.cat_file(self._file(JOB_FILE)))
+
+    def has(self, name: str) -> bool:
+        return self.fs.exists(self._file(name))
+
+    def scanner(self, columns: list[str], files: list[str] | None = None):
+        """A scanner of the data files over `columns` (read in batches: `.to_batches()`), or None when there
+        are none. The format is read from the files' extension."""
         import pyarrow.dataset as pads
 
-        files = self.data_files()
+        files = self.data_files() if files is None else files
         if not files:
-            return RowCounts()
-        dataset = pads.dataset(files, filesystem=arrow_fs(self.fs), format="json" if fmt == "jsonl" else "parquet")
-        return RowCounts.of(dataset.to_batches(columns=list(RowCounts.COLUMNS)))
+            return None
+        fmt = "json" if _format_of(files[0]) == "jsonl" else "parquet"
+        return pads.dataset(files, filesystem=arrow_fs(self.fs), format=fmt).scanner(columns=columns)
+
+    def read(self, columns: list[str], files: list[str] | None = None) -> pa.Table:
+        """`columns` of every row written (an empty table of the output schema's types when none are)."""
+        scanner = self.scanner(columns, files)
+        if scanner is None:
+            return OUTPUT_SCHEMA.empty_table().select(columns)
+        # Batch by batch: pyarrow 26's `to_table` over a Python filesystem aborts the process at exit.
+        return pa.Table.from_batches(list(scanner.to_batches()), schema=scanner.projected_schema)
+
+    def row_counts(self) -> RowCounts:
+        """Counts over the data files as written."""
+        scanner = self.scanner(list(RowCounts.COLUMNS))
+        return RowCounts.of(scanner.to_batches()) if scanner else RowCounts()
 
     def arrow_fs(self):
         return arrow_fs(self.fs)

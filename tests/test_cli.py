@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from tests.browser import render_in_chromium
 from typer.testing import CliRunner
 
 from batchgen.cli import app
@@ -66,9 +68,9 @@ def test_missing_input_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.engine
-def test_run_as_a_subprocess(tmp_path):
+def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
     out = tmp_path / "demo-out"
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    env = {**os.environ, "RAY_ADDRESS": "", "BATCHGEN_LOG_DIR": str(tmp_path / "logs")}
     env.pop("RAY_ADDRESS")
     proc = subprocess.run(
         [sys.executable, "-m", "batchgen.cli", "run", str(DEMO), "--set", f"output.uri={out}", "--show", "2"],
@@ -82,4 +84,27 @@ def test_run_as_a_subprocess(tmp_path):
     assert len(shown) == 2 and {row["id"] for row in shown} <= written and len(written) == 37
     stats = json.loads((out / "_stats.json").read_text())
     assert stats["records"] == 37 and (out / "_SUCCESS").exists()
-    assert "records done" in proc.stderr  # the progress display
+    # Quiet: the progress display and batchgen's lines on the terminal, Ray's and vLLM's logs in the file
+    assert "37/37 records (100%) |" in proc.stderr  # the display's last line (not a terminal: plain lines)
+    assert "core_worker" not in proc.stderr and "streaming_executor" not in proc.stderr and "WARNING" not in proc.stderr
+    [log] = (tmp_path / "logs").glob("demo-*.log")
+    assert f"Ray's and vLLM's log: {log}" in proc.stdout
+    text = log.read_text()
+    assert "Started a local Ray instance" in text and "MapWorker(MapBatches(GenerateStage))" in text
+
+    inspected = subprocess.run([sys.executable, "-m", "batchgen.cli", "inspect", str(out), "--json"], cwd=ROOT,
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert inspected.returncode == 0, inspected.stderr
+    found = json.loads(inspected.stdout)
+    assert found["state"] == "complete" and not found["resumable"] and found["done"] == found["total"] == 37
+    assert found["errors_by_code"] == {"duplicate_id": 1, "invalid_type": 1, "missing_prompt": 1}
+    assert found["error_examples"]["missing_prompt"] == ["bad-2"]
+    assert found["completion_tokens"] == stats["completion_tokens"] and found["budget_hits"] > 0
+    assert sum(found["finish_reasons"].values()) == 37 and found["reasoning_tokens_percentiles"]["max"] > 0
+
+    page = tmp_path / "report.html"
+    reported = subprocess.run([sys.executable, "-m", "batchgen.cli", "report", str(out), "-o", str(page)], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert reported.returncode == 0 and page.exists(), reported.stderr
+    rendered = render_in_chromium(page)
+    assert rendered["errors"] == [] and rendered["charts"] == 6  # every chart drew, the page raised nothing

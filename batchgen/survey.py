@@ -1,0 +1,172 @@
+"""What an output prefix holds, read from the prefix alone (no spec, no Ray): the job that wrote it, how far
+it got, and what came out. `batchgen inspect` prints it; `batchgen report` draws it.
+
+Everything is counted from the data files as they are, so a half-finished (killed) job is surveyed as
+well as a finished one; the total comes from the manifest, where the job wrote its input's record count
+after its scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from batchgen.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
+
+# The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
+COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "prompt_tokens", "reasoning_tokens",
+           "completion_tokens", "error"]
+EXAMPLES = 3  # example ids kept per error code
+PERCENTILES = (0.5, 0.9, 0.99)
+
+
+def reasoning_end(reasoning: str | None, budget_hit: bool, finish_reason: str, reasoning_tokens: int,
+                  completion_tokens: int) -> str | None:
+    """How a row's reasoning ended: "model" (the model closed it), "budget" (the thinking budget did),
+    "length" (max_tokens hit while still reasoning), or None (reasoning off, or an error row). Derived
+    from the row's columns: with reasoning on, a row whose every token is reasoning never closed it."""
+    if reasoning != "on" or finish_reason == "error":
+        return None
+    if budget_hit:
+        return "budget"
+    if finish_reason == "length" and reasoning_tokens == completion_tokens:
+        return "length"
+    return "model"
+
+
+@dataclass
+class Survey:
+    """An output prefix at a glance. `state`: "complete" (`_SUCCESS`), "stopped" (the job ended without
+    success: an early stop or too many failed records; `_stats.json` says which), "partial" (killed, or
+    still running). Any state but complete resumes when the job runs again with the same spec. Token
+    figures are in tokens; `reasoning_tokens_percentiles` is over the rows with reasoning on."""
+
+    uri: str
+    job: str
+    fingerprint: str
+    model: str
+    input_uri: str
+    state: str
+    done: int  # rows in the data files
+    total: int | None  # input records (None: the job was stopped before its scan ended)
+    files: int
+    errors: int
+    errors_by_code: dict[str, int]
+    error_examples: dict[str, list[str]]
+    finish_reasons: dict[str, int]
+    reasoning_modes: dict[str, int]
+    reasoning_ends: dict[str, int]
+    budget_hits: int
+    prompt_tokens: int
+    reasoning_tokens: int
+    completion_tokens: int
+    reasoning_tokens_percentiles: dict[str, int] = field(default_factory=dict)
+    stats: dict | None = None  # `_stats.json`, when a run got as far as writing it
+
+    @property
+    def resumable(self) -> bool:
+        return self.state != "complete"
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "resumable": self.resumable}
+
+
+def survey(uri: str, storage: dict | None = None) -> Survey:
+    """Surveys `uri` (a local path or an fsspec URL; `storage`: fsspec options such as `endpoint_url`).
+    Raises FileNotFoundError when no batchgen job wrote there."""
+    prefix = OutputPrefix(uri, storage)
+    manifest = prefix.read_manifest()
+    if manifest is None:
+        raise FileNotFoundError(f"{uri}: no batchgen output here (no _job.json); give the output.uri of a job")
+    stats = prefix.read_stats().to_json() if prefix.has(STATS_FILE) else None
+    if prefix.has(SUCCESS_FILE):
+        state = "complete"
+    else:
+        # A stats file from an earlier run says nothing of a later one that was killed: it only marks a
+        # stop when no data file is newer than it.
+        state = "stopped" if stats is not None and _stats_is_last(prefix) else "partial"
+    files = prefix.data_files()
+    table = prefix.read(COLUMNS, files)
+    spec = manifest["spec"]
+    return Survey(
+        uri=uri, job=spec["name"], fingerprint=manifest["fingerprint"], model=spec["model"]["path"],
+        input_uri=spec["input"]["uri"], state=state, done=table.num_rows,
+        # a complete output holds one row per input record, whether or not its job wrote the count
+        total=manifest.get("records", table.num_rows if state == "complete" else None),
+        files=len(files), stats=stats, **_tally(table),
+    )
+
+
+def _stats_is_last(prefix: OutputPrefix) -> bool:
+    stamps = [prefix.fs.modified(f) for f in prefix.data_files()]
+    return not stamps or prefix.fs.modified(f"{prefix.path}/{STATS_FILE}") >= max(stamps)
+
+
+def percentiles_of(values: list[int]) -> dict[str, int]:
+    """{"p50": .., "p90": .., "p99": .., "max": ..} by nearest rank; {} for no values."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    # nearest rank: the smallest value with at least q of the values at or below it
+    ranks = {f"p{round(q * 100)}": ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in PERCENTILES}
+    return {k: int(v) for k, v in ranks.items()} | {"max": int(ordered[-1])}
+
+
+def _tally(table: pa.Table) -> dict:
+    """The counts of a survey over its rows (the `COLUMNS` of every row written)."""
+    rows = table.to_pylist()
+    codes, examples = Counter(), defaultdict(list)
+    for row in rows:
+        if row["error"]:
+            code = row["error"].split(":", 1)[0]
+            codes[code] += 1
+            if len(examples[code]) < EXAMPLES:
+                examples[code].append(row["id"])
+    ends = Counter(reasoning_end(r["reasoning"], r["thinking_budget_hit"], r["finish_reason"], r["reasoning_tokens"],
+                                 r["completion_tokens"]) for r in rows)
+    ends.pop(None, None)
+    percentiles = percentiles_of([r["reasoning_tokens"] for r in rows if r["reasoning"] == "on"])
+    return dict(
+        errors=sum(codes.values()), errors_by_code=dict(sorted(codes.items())), error_examples=dict(sorted(examples.items())),
+        finish_reasons=dict(sorted(Counter(r["finish_reason"] for r in rows).items())),
+        reasoning_modes=dict(sorted(Counter(r["reasoning"] or "none (error)" for r in rows).items())),
+        reasoning_ends=dict(sorted(ends.items())),
+        budget_hits=sum(bool(r["thinking_budget_hit"]) for r in rows),
+        prompt_tokens=sum(r["prompt_tokens"] or 0 for r in rows),
+        reasoning_tokens=sum(r["reasoning_tokens"] or 0 for r in rows),
+        completion_tokens=sum(r["completion_tokens"] or 0 for r in rows),
+        reasoning_tokens_percentiles=percentiles,
+    )
+
+
+def describe(found: Survey) -> str:
+    """The survey as `batchgen inspect` prints it: a few aligned lines, the counts grouped."""
+    def counts(mapping: dict) -> str:
+        return ", ".join(f"{k} {v:,}" for k, v in mapping.items()) or "none"
+
+    total = f"{found.total:,}" if found.total is not None else "? (not counted yet)"
+    lines = [
+        f"{found.job}  model {found.model}  spec fingerprint {found.fingerprint}",
+        f"  input      {found.input_uri}",
+        f"  output     {found.uri}: {found.state}, {found.done:,} of {total} records in {found.files} files",
+        "  errors     " + (", ".join(f"{code} {n:,} (e.g. {', '.join(found.error_examples[code])})"
+                                   for code, n in found.errors_by_code.items()) or "none"),
+        f"  tokens     prompt {found.prompt_tokens:,}, reasoning {found.reasoning_tokens:,}, "
+        f"completion {found.completion_tokens:,}",
+        "  reasoning  " + (", ".join(f"{k} {v:,}" for k, v in found.reasoning_tokens_percentiles.items())
+                           + " tokens (rows with reasoning on)" if found.reasoning_tokens_percentiles else "no rows with reasoning on"),
+        f"  modes      {counts(found.reasoning_modes)}",
+        f"  ended by   {counts(found.reasoning_ends)}; thinking budget hit {found.budget_hits:,}",
+        f"  finish     {counts(found.finish_reasons)}",
+    ]
+    if found.stats:
+        stats = found.stats
+        lines.append(f"  last run   {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "
+                     f"{stats['generation_tokens_per_s']:,.1f} tokens/s generating")
+    if found.resumable:
+        lines.append("  to finish  run the same job spec again onto this output: finished records are skipped")
+    return "\n".join(lines)

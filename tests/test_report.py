@@ -1,0 +1,171 @@
+"""The HTML report of an output prefix, over prefixes written by hand (no engine): what it says, that it
+needs no network, that it escapes what rows hold, and that Chromium draws it without an error."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from plotly.offline import get_plotlyjs
+
+from batchgen import report
+from batchgen.prefix import Manifest, OutputPrefix
+from batchgen.records import RecordError
+from batchgen.rows import OUTPUT_SCHEMA, answer_row, error_row
+from batchgen.spec import JobSpec
+from batchgen.stats import JobStats
+from batchgen.storage import InputSet, open_fs
+from tests.browser import render_in_chromium
+
+MODEL = "toy:nemotron-h"
+
+
+def answer(rid, mode, reasoning, completion, finish="stop", budget_hit=False):
+    return answer_row(record_id=rid, model=MODEL, mode=mode, reasoning_text="thinking" if mode == "on" else None,
+                      content="an answer", finish_reason=finish, budget_hit=budget_hit, prompt_tokens=10,
+                      reasoning_tokens=reasoning, completion_tokens=completion)
+
+
+ROWS = [
+    answer("budget-1", "on", 300, 340, budget_hit=True),
+    answer("cut-1", "on", 512, 512, finish="length"),  # max_tokens hit while still reasoning
+    answer("on-1", "on", 40, 60),
+    answer("on-2", "on", 41, 70),
+    answer("off-1", "off", 0, 25),
+    answer("<b>x</b>", "off", 0, 5),
+    error_row("bad-1", MODEL, RecordError("missing_prompt", "a record needs exactly one of prompt or messages")),
+    error_row("bad-2", MODEL, RecordError("invalid_type", "max_tokens: Input should be a valid integer (got '<abc>')")),
+    error_row("bad-3", MODEL, RecordError("missing_prompt", "a record needs exactly one of prompt or messages")),
+]
+STATS = JobStats(job="report-test", model=MODEL, input_files=1, records=9, ok=6, errors=3,
+                 errors_by_code={"invalid_type": 1, "missing_prompt": 2}, prompt_tokens=60, completion_tokens=1012,
+                 reasoning_tokens=893, files=1, skipped_already_done=0, wall_time_s=16.0, tokens_per_s=63.3,
+                 engine_startup_s=12.5, generation_time_s=3.5, generation_tokens_per_s=289.1)
+
+
+def write_prefix(tmp_path, rows, records, finished=False) -> str:
+    """An output prefix as a job leaves it: manifest, data file (if any rows), and when `finished` the
+    stats and `_SUCCESS`."""
+    (tmp_path / "in.jsonl").write_text('{"prompt": "x"}\n' * records)
+    out = tmp_path / "out"
+    spec = JobSpec.model_validate({"name": "report-test", "model": {"path": MODEL},
+                                   "input": {"uri": str(tmp_path / "in.jsonl")}, "output": {"uri": str(out)}})
+    fs, path = open_fs(str(tmp_path / "in.jsonl"))
+    prefix = OutputPrefix(str(out))
+    prefix.write_manifest(Manifest.of(spec, InputSet.find(fs, path, "auto")), records=records)
+    if rows:
+        pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), out / "part-0.parquet")
+    if finished:
+        prefix.write_stats(STATS)
+        prefix.write_success()
+    return str(out)
+
+
+def figures(page: str) -> list[tuple[list, dict]]:
+    """The (data, layout) of every plotly figure in the page, as the page hands them to plotly.js."""
+    decoder, found = json.JSONDecoder(), []
+    for call in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', page):
+        data, end = decoder.raw_decode(page, call.end())
+        layout, _ = decoder.raw_decode(page, page.index("{", end))
+        found.append((data, layout))
+    return found
+
+
+def figure_titled(page: str, axis: str) -> list:
+    (data,) = [d for d, layout in figures(page) if layout["xaxis"]["title"]["text"] == axis]
+    return data
+
+
+@pytest.fixture
+def finished(tmp_path):
+    uri = write_prefix(tmp_path, ROWS, records=9, finished=True)
+    return uri, report.render(uri)
+
+
+def test_the_page_needs_no_network_and_carries_plotly_js_once(finished):
+    _, page = finished
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page)  # every script inline
+    assert not re.search(r"<(link|img|iframe)\b", page)
+    assert page.count(get_plotlyjs()[:200]) == 1
+    assert len(figures(page)) == 6
+
+
+def test_the_header_says_what_ran_and_how_far_it_got(finished):
+    uri, page = finished
+    assert "<title>batchgen report: report-test</title>" in page
+    for text in [f"<dd>{MODEL}</dd>", f"<dd>{uri}</dd>", "in.jsonl</dd>", "<dd>complete</dd>",
+                 "<dd>9 done of 9, in 1 data file</dd>", "<dd>3</dd>",
+                 "<dd>60 prompt, 893 reasoning, 1,012 completion (reasoning + answer)</dd>",
+                 "<dd>16.0 s wall time (12.5 s engine start-up, 3.5 s generating at 289.1 tokens/s)</dd>"]:
+        assert text in page
+
+
+def test_the_charts_show_the_rows_counts(finished):
+    _, page = finished
+    reasoning = {t["name"]: dict(zip(t["x"], t["y"])) for t in figure_titled(page, "reasoning tokens")}
+    assert reasoning == {"reasoning on": {300: 1, 512: 1, 40: 1, 41: 1}, "reasoning off": {0: 2}}
+    answers = {t["name"]: dict(zip(t["x"], t["y"])) for t in figure_titled(page, "answer tokens")}
+    assert answers == {"reasoning on": {40: 1, 0: 1, 20: 1, 29: 1}, "reasoning off": {25: 1, 5: 1}}
+    assert {t["xbins"]["size"] for t in figure_titled(page, "reasoning tokens")} == {20}  # 513 tokens / 40 bins
+    (finish,) = figure_titled(page, "finish reason")
+    assert dict(zip(finish["x"], finish["y"])) == {"error": 3, "length": 1, "stop": 5}
+    (ends,) = figure_titled(page, "ended by")
+    assert dict(zip(ends["x"], ends["y"])) == {"budget": 1, "length": 1, "model": 2}
+    (codes,) = figure_titled(page, "error code")
+    assert dict(zip(codes["x"], codes["y"])) == {"invalid_type": 1, "missing_prompt": 2}
+    throughput = figure_titled(page, "seconds")
+    assert [(t["name"], t["x"]) for t in throughput] == [("engine start-up: 12.5 s", [12.5]),
+                                                         ("generation: 3.5 s", [3.5])]
+    (layout,) = [layout for _, layout in figures(page) if layout["xaxis"]["title"]["text"] == "seconds"]
+    assert layout["title"]["text"] == "289.1 tokens/s generating"
+
+
+def test_the_tables_list_the_longest_records_and_example_errors(finished):
+    _, page = finished
+    longest = page[page.index("<h2>Longest records</h2>"):page.index("<h2>Example errors")]
+    ids = re.findall(r"<tr><td>([^<]*)</td>", longest)
+    assert ids == ["cut-1", "budget-1", "on-2", "on-1", "off-1", "&lt;b&gt;x&lt;/b&gt;"]  # error rows generated nothing
+    assert ("<tr><td>cut-1</td><td>on</td><td class=n>512</td><td class=n>0</td><td>length</td><td>no</td></tr>"
+            in longest)
+    assert "<td>budget-1</td><td>on</td><td class=n>300</td><td class=n>40</td><td>stop</td><td>yes</td>" in longest
+    assert "rows hold no timings" in longest
+    errors = page[page.index("<h2>Example errors"):]
+    assert "<h2>Example errors (first 3 of 3)</h2>" in errors
+    assert re.findall(r"<tr><td>([^<]*)</td>", errors) == ["bad-1", "bad-2", "bad-3"]
+    assert "<td>missing_prompt: a record needs exactly one of prompt or messages</td>" in errors
+
+
+def test_every_value_from_the_rows_is_escaped(finished):
+    _, page = finished
+    assert "<b>x</b>" not in page and "<td>&lt;b&gt;x&lt;/b&gt;</td>" in page
+    assert "(got &#x27;&lt;abc&gt;&#x27;)</td>" in page
+
+
+def test_a_prefix_with_nothing_written_yet_still_renders(tmp_path):
+    uri = write_prefix(tmp_path, [], records=5)
+    page = report.render(uri)
+    assert "<dd>partial</dd>" in page and "<dd>0 done of 5, in 0 data files</dd>" in page
+    assert page.count("no data: no records were answered yet") == 2
+    for text in ["no data: no rows written yet", "no data: no record answered with reasoning on", "no errors",
+                 "no _stats.json"]:
+        assert text in page
+    assert figures(page) == [] and get_plotlyjs()[:200] not in page  # no chart: no 4 MB of plotly.js either
+    assert page.count('<p class="note">none</p>') == 2
+
+
+def test_a_killed_job_without_errors_says_so_instead_of_charting(tmp_path):
+    page = report.render(write_prefix(tmp_path, ROWS[:6], records=9))
+    assert "<dd>partial</dd>" in page and "<dd>6 done of 9, in 1 data file</dd>" in page
+    assert "<h2>Errors by code</h2><p class=\"note\">no errors</p>" in page
+    assert "no _stats.json: the job has not finished a run" in page
+    assert len(figures(page)) == 4 and "<h2>Example errors</h2>" in page
+
+
+def test_chromium_draws_every_chart_without_an_error(finished, tmp_path):
+    uri, _ = finished
+    path = report.write(uri, tmp_path / "report.html")
+    shown = render_in_chromium(path)
+    assert shown == {"errors": [], "charts": 6, "title": "batchgen report: report-test"}
