@@ -98,11 +98,19 @@ def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, wh
     else:
         fs, out = fsspec.filesystem("file"), str(tmp_path / "out")
         job = write_job(tmp_path, 400, out)
+    uri, storage = (f"s3://{out}/", ["--storage", f"endpoint_url={endpoint}"]) if where == "s3" else (out, [])
     first = start(job)
     wait_until(lambda: committed(out, fs) >= 16, 600, "some committed output")
     kill_group(first)
     before = committed(out, fs)
     assert 16 <= before < 400 and not fs.exists(f"{out}/_SUCCESS")
+    # What a killed job left, as `inspect` and `report` see it
+    found = inspect(uri, storage)
+    assert found["state"] == "partial" and found["resumable"] and found["done"] == before and found["total"] == 400
+    page = tmp_path / "killed.html"
+    reported = cli("report", uri, "-o", str(page), *storage)
+    assert reported.returncode == 0, reported.stderr
+    assert f"{before:,} done of 400" in page.read_text() and "partial" in page.read_text()
     second = subprocess.run([sys.executable, "-m", "batchgen.cli", "run", str(job)], cwd=ROOT, capture_output=True,
                             text=True, timeout=900, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     assert second.returncode == 0, second.stderr[-3000:]
@@ -112,6 +120,19 @@ def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, wh
     stats = json.loads(fs.cat_file(f"{out}/_stats.json"))
     assert stats["records"] == 400 and stats["skipped_already_done"] >= before
     assert fs.exists(f"{out}/_SUCCESS")
+    found = inspect(uri, storage)
+    assert found["state"] == "complete" and found["done"] == found["total"] == 400 and found["errors"] == 0
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batchgen.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def inspect(uri: str, storage: list[str]) -> dict:
+    inspected = cli("inspect", uri, "--json", *storage)
+    assert inspected.returncode == 0, inspected.stderr
+    return json.loads(inspected.stdout)
 
 
 def test_a_killed_engine_is_restarted_and_its_records_retried(tmp_path):
