@@ -71,13 +71,36 @@ class BudgetTracker:
         self._finished = False
 
     def next_forced_token(self, output_ids: Sequence[int]) -> int | None:
-        """The engine's view: the request's whole output so far in, the token to force (or None) out."""
+        """The engine's view: the request's whole output so far in, the token to force (or None) out.
+
+        A negative id is a placeholder, not a token: under async scheduling (GPU) vLLM's V1 runner appends
+        -1 for the step in flight and later writes the real id over it in the same list
+        (`gpu_model_runner.py` `_bookkeeping_sync`, `gpu_input_batch.py` `update_async_output_token_ids`,
+        0.32 and 0.33). It repairs the lists before the logits processors' `apply` when a custom processor
+        is registered, but they hold the placeholder at `update_state` time; reading stops at one either
+        way, and resumes there next step."""
         # Incremental: each step only looks at the tokens added since the last one, so a long reasoning
         # costs O(n) in total, not O(n^2).
-        for token in output_ids[self._seen:]:
+        end = len(output_ids)
+        for index in range(self._seen, end):
+            token = output_ids[index]
+            if token < 0:
+                end = index
+                break
             self.observe(token)
-        self._seen = len(output_ids)
+        self._seen = end
         return self.forced_token()
+
+    @property
+    def wake_at(self) -> float:
+        """The output length (placeholders included) below which `next_forced_token` cannot force a token:
+        a reasoning that has not spent its budget needs at least that many more tokens. Infinite once the
+        reasoning has ended. Lets a batch-level processor skip a request without running its tracker."""
+        if self._finished:
+            return float("inf")
+        if self._closing is not None or self._reasoning_tokens >= self.plan.budget:
+            return self._seen
+        return self._seen + self.plan.budget - self._reasoning_tokens
 
     def forced_token(self) -> int | None:
         if self._finished:

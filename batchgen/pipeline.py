@@ -10,8 +10,8 @@ row, an answer or an error row (`blocks`); the prefix (`prefix`) decides whether
 or is refused; the stats are counted from what was written (`stats`), and `_SUCCESS` is written last,
 only when the share of failed records stayed within `errors.max_fraction`.
 
-`run()` takes a replica factory: anything with `submit(records, ids) -> futures of rows`, `model_name`
-and `close()` hosts the engine (tests and benchmarks hand it a stand-in, nothing is patched).
+`run()` takes a replica factory, `(spec, budgeted) -> replica`: anything with `submit(records, ids) ->
+futures of rows`, `model_name` and `close()` hosts the engine (tests and benchmarks hand it a stand-in, nothing is patched).
 """
 
 from __future__ import annotations
@@ -62,11 +62,12 @@ class ReplicaLike(Protocol):
     def close(self) -> None: ...
 
 
-def vllm_replica(spec: JobSpec) -> ReplicaLike:
-    """The default replica factory: one vLLM engine (`batchgen.replica.Replica`)."""
+def vllm_replica(spec: JobSpec, budgeted: bool) -> ReplicaLike:
+    """The default replica factory: one vLLM engine (`batchgen.replica.Replica`), with the budget processor
+    when `budgeted` (a record or the spec's defaults set `max_thinking_tokens`)."""
     from batchgen.replica import Replica
 
-    return Replica(spec.model, spec.engine, spec.budget, spec.defaults)
+    return Replica(spec.model, spec.engine, spec.budget, spec.defaults, budgets=budgeted)
 
 
 class GenerateStage:
@@ -74,9 +75,9 @@ class GenerateStage:
     returns as many rows as it put in, of whichever records finished first (`batchgen.flow`), so the
     engine's load is set by records in flight, not by batches, and no long record holds a batch back."""
 
-    def __init__(self, spec_json: str, progress, duplicates, passthrough: dict, replica_factory):
+    def __init__(self, spec_json: str, progress, duplicates, passthrough: dict, budgeted: bool, replica_factory):
         spec = JobSpec.model_validate_json(spec_json)
-        self.replica = replica_factory(spec)
+        self.replica = replica_factory(spec, budgeted)
         progress.ready.remote(time.time())
         self.progress = progress
         self.duplicates = duplicates
@@ -201,7 +202,7 @@ def _data_context() -> Iterator:
 
 
 def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_changed_spec: bool = False,
-        replica_factory: Callable[[JobSpec], ReplicaLike] = vllm_replica, actor_logs: bool = False) -> JobStats:
+        replica_factory: Callable[[JobSpec, bool], ReplicaLike] = vllm_replica, actor_logs: bool = False) -> JobStats:
     """Runs the job to completion and returns its stats; raises JobFailed when it must not count as done
     (refused prefix, early stop, too many failed records). Run again onto the same output, it resumes:
     finished records are skipped, the rest run. `report` gets a progress snapshot every 2 s once the input
@@ -253,7 +254,7 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
             if not verdict:
                 raise
             prefix.write_stats(_stats(spec, inputs, prefix, started, skipped, progress))
-            raise JobFailed(verdict) from None
+            raise JobFailed(verdict + _see_errors(spec)) from None
         finally:
             stop.set()
             if watcher:
@@ -261,16 +262,22 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
     stats = _stats(spec, inputs, prefix, started, skipped, progress)
     prefix.write_stats(stats)
     if failed := stats.failed_share(spec.errors.max_fraction):
-        raise JobFailed(failed)
+        raise JobFailed(failed + _see_errors(spec))
     prefix.write_success()
     return stats
+
+
+def _see_errors(spec: JobSpec) -> str:
+    return (f". See the error rows by code with `batchgen inspect {spec.output.uri}`; fix the input, or raise "
+            "errors.max_fraction, and run again: finished records are kept")
 
 
 def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPrefix, scanned, progress,
                         replica_factory) -> None:
     """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix."""
+    budgeted = scanned.budgeted or spec.defaults.max_thinking_tokens is not None
     generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicates)), progress,
-                            scanned.duplicates, scanned.passthrough, replica_factory)
+                            scanned.duplicates, scanned.passthrough, budgeted, replica_factory)
     options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
                    filename_provider=prefix.filename_provider(spec.output.format))
     if spec.output.format == "parquet":
@@ -290,7 +297,8 @@ def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float
         first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
 
 
-def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passthrough, replica_factory):
+def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passthrough, budgeted: bool,
+                replica_factory):
     """The input dataset through the replica pool."""
     from ray.data import ActorPoolStrategy
 
@@ -301,7 +309,8 @@ def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passt
     # (a streaming repartition: no shuffle, nothing materialized) make every call its own task.
     return dataset.repartition(target_num_rows_per_block=scaling.batch_size, strict=True).map_batches(
         GenerateStage,
-        fn_constructor_args=(spec.model_dump_json(), progress, duplicates, passthrough.to_json(), replica_factory),
+        fn_constructor_args=(spec.model_dump_json(), progress, duplicates, passthrough.to_json(), budgeted,
+                             replica_factory),
         batch_size=scaling.batch_size,
         batch_format="pyarrow",
         # Several calls run in each actor at once, on threads, sharing its record pool (`batchgen.flow`): as

@@ -115,6 +115,28 @@ def _import_vllm():
     return vllm, AsyncLLM
 
 
+V2_RUNNER_REFUSED = ("vLLM started Model Runner V2, which refuses batchgen's thinking-budget processor (a V1 "
+                     "logits processor): set VLLM_USE_V2_MODEL_RUNNER=0 in the replicas' environment")
+
+
+def _uses_model_runner_v2(vllm_config) -> bool:
+    """Which model runner the engine chose: `VllmConfig.use_v2_model_runner` (`vllm/config/vllm.py`, a
+    property in 0.32 and 0.33: the environment's `VLLM_USE_V2_MODEL_RUNNER` unless a feature such as
+    watermarking requires V2; V1 without Triton, as on the CPU)."""
+    return vllm_config.use_v2_model_runner
+
+
+def refused(exc: Exception) -> RecordError:
+    """The `invalid_value` error of a record whose values vLLM or batchgen refused. vLLM's request checks
+    raise `VLLMValidationError` (`vllm/exceptions.py`: not a ValueError), which may carry the `parameter`
+    and `value` it refused; they lead the message, as in batchgen's own record errors."""
+    parameter, value = getattr(exc, "parameter", None), getattr(exc, "value", None)
+    message = str(exc.args[0]) if exc.args else str(exc)
+    if parameter is None:
+        return RecordError("invalid_value", message)
+    return RecordError("invalid_value", f"{parameter}: {message}" + (f" (got {value!r:.80})" if value is not None else ""))
+
+
 class Replica:
     def __init__(
         self,
@@ -122,6 +144,7 @@ class Replica:
         engine: dict | None = None,
         budget: BudgetSpec | None = None,
         defaults: RecordFields | None = None,
+        budgets: bool = True,
     ):
         vllm, AsyncLLM = _import_vllm()
         from vllm.platforms import current_platform
@@ -139,12 +162,18 @@ class Replica:
             model=path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
-            logits_processors=[*engine.get("logits_processors", []), QUALNAME],
+            # Only for jobs that use budgets: any custom processor makes vLLM's V1 runner copy every
+            # request's output ids to the host each step (a sync point under GPU async scheduling).
+            logits_processors=[*engine.get("logits_processors", []), *([QUALNAME] if budgets else [])],
         )
+        self.budgets = budgets
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="batchgen-replica", daemon=True)
         self._thread.start()
         self._engine = self._run(self._start(AsyncLLM, vllm.AsyncEngineArgs(**args)))
+        if budgets and _uses_model_runner_v2(self._engine.vllm_config):
+            self.close()
+            raise RuntimeError(V2_RUNNER_REFUSED)
         self.max_model_len = self._engine.model_config.max_model_len
         self.prompts = PromptBuilder(self.tokenizer, self.profile, budget or BudgetSpec(), self.max_model_len)
         self._line_breaks = line_break_token_ids(len(self.tokenizer), self.tokenizer.decode)
@@ -195,17 +224,22 @@ class Replica:
         prepared = self.prompts.build(request)
         if isinstance(prepared, RecordError):
             return error_row(rid, self.model_name, prepared)
+        if prepared.budget and not self.budgets:  # the job's scan saw no budget: a caller outside a job
+            error = RecordError("invalid_value", "max_thinking_tokens: this replica was started without budgets "
+                                                 "(Replica(..., budgets=True))")
+            return error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids))
         return prepared
 
     async def _generate_one(self, prepared: EngineInput, rid: str) -> dict:
+        from vllm.exceptions import VLLMValidationError
         from vllm.v1.engine.exceptions import EngineDeadError
 
         try:
             completion = await self._complete(prepared)
         except EngineDeadError as exc:  # not this record's fault: the caller must restart the replica
             raise EngineDied(str(exc)) from exc
-        except ValueError as exc:  # the record's values were refused (an empty stop string, a vLLM ValueError)
-            return error_row(rid, self.model_name, RecordError("invalid_value", str(exc)), prepared.mode, len(prepared.prompt_ids))
+        except (ValueError, VLLMValidationError) as exc:  # the record's values were refused
+            return error_row(rid, self.model_name, refused(exc), prepared.mode, len(prepared.prompt_ids))
         except Exception as exc:
             error = RecordError("engine_error", f"{type(exc).__name__}: {exc}")
             return error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids))

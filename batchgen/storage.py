@@ -25,6 +25,7 @@ from pathlib import PurePosixPath
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from pyarrow.fs import FSSpecHandler, PyFileSystem
@@ -34,7 +35,8 @@ from batchgen.passthrough import infer_fields
 from batchgen.records import INPUT_FIELDS, parse_json_line
 
 SOURCE, INDEX, LINE, TYPES = "__batchgen_source", "__batchgen_index", "__batchgen_line", "__batchgen_types"
-INTERNAL_COLUMNS = (SOURCE, INDEX, LINE, TYPES)
+BUDGETED = "__batchgen_budgeted"  # scan mode: the record sets max_thinking_tokens
+INTERNAL_COLUMNS = (SOURCE, INDEX, LINE, TYPES, BUDGETED)
 EXTENSIONS = {"jsonl": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".pq")}
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}  # pyarrow's codec names
 ROWS_PER_BLOCK = 1024
@@ -184,10 +186,12 @@ def _block(path: str, numbers: list[int], ids: list[str], columns: dict) -> pa.T
                      INDEX: pa.array(numbers, pa.int64()), **columns})
 
 
-def _types_column(schema: pa.Schema, rows: int) -> dict:
-    """The scan's passthrough types of a block, serialized in its first row (a column, not metadata: Ray
-    Data may merge blocks, and a column survives that)."""
-    return {TYPES: pa.array([schema.serialize().to_pybytes()] + [None] * (rows - 1), pa.binary())}
+def _scan_columns(schema: pa.Schema, budgeted: pa.Array) -> dict:
+    """The scan's columns of a block: its passthrough types, serialized in its first row (a column, not
+    metadata: Ray Data may merge blocks, and a column survives that), and which records set a budget."""
+    rows = len(budgeted)
+    return {TYPES: pa.array([schema.serialize().to_pybytes()] + [None] * (rows - 1), pa.binary()),
+            BUDGETED: budgeted}
 
 
 def _jsonl_blocks(stream, path: str, names: InputNames, duplicates: frozenset, scan: bool) -> Iterator[pa.Table]:
@@ -200,7 +204,8 @@ def _jsonl_blocks(stream, path: str, names: InputNames, duplicates: frozenset, s
         if scan:
             dicts = [r for r in records if isinstance(r, dict)]
             fields = dict.fromkeys(k for r in dicts for k in r if k not in INPUT_FIELDS)
-            return _block(path, numbers, ids, _types_column(pa.schema(infer_fields(dicts, fields)), len(ids)))
+            budgeted = pa.array([isinstance(r, dict) and r.get("max_thinking_tokens") is not None for r in records])
+            return _block(path, numbers, ids, _scan_columns(pa.schema(infer_fields(dicts, fields)), budgeted))
         return _block(path, numbers, ids, {LINE: pa.array(lines, pa.binary())})
 
     for number, line in enumerate(_lines(stream), start=1):
@@ -219,10 +224,10 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicates: frozenset,
     parquet = pq.ParquetFile(stream)
     passthrough = pa.schema([f for f in parquet.schema_arrow if f.name not in INPUT_FIELDS])
     has_id = "id" in parquet.schema_arrow.names
-    columns = (["id"] if has_id else []) if scan else None
+    columns = [c for c in ("id", "max_thinking_tokens") if c in parquet.schema_arrow.names] if scan else None
     first = 0
     batches = parquet.iter_batches(batch_size=ROWS_PER_BLOCK, columns=columns)
-    if scan and not has_id:  # no column to read: the row count says how many rows there are
+    if columns == []:  # no column to read: the row count says how many rows there are
         batches = (pa.record_batch({"n": pa.nulls(min(ROWS_PER_BLOCK, parquet.metadata.num_rows - start))})
                    for start in range(0, parquet.metadata.num_rows, ROWS_PER_BLOCK))
     for batch in batches:
@@ -231,7 +236,9 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicates: frozenset,
         raw_ids = table.column("id").to_pylist() if has_id else [None] * table.num_rows
         ids = row_ids(raw_ids, path, numbers, names, duplicates)
         if scan:
-            yield _block(path, numbers, ids, _types_column(passthrough if first == 0 else pa.schema([]), len(ids)))
+            budgeted = (pc.is_valid(table.column("max_thinking_tokens")).combine_chunks()
+                        if "max_thinking_tokens" in table.column_names else pa.array([False] * table.num_rows))
+            yield _block(path, numbers, ids, _scan_columns(passthrough if first == 0 else pa.schema([]), budgeted))
         else:
             yield _block(path, numbers, ids, {n: table.column(n) for n in table.column_names if n != "id"})
         first += table.num_rows

@@ -29,7 +29,7 @@ DEFAULT_MAX_TOKENS = 16
 class StandInReplica:
     """`submit(records, ids)` -> one Future per record, resolved when its last step ran."""
 
-    def __init__(self, spec: JobSpec):
+    def __init__(self, spec: JobSpec, budgeted: bool = False):  # budgets are not modelled: lengths are given
         self.model_name = f"stand-in:{spec.model.path}"
         self.defaults = spec.defaults
         self.max_num_seqs = int(spec.engine.get("max_num_seqs", 256))

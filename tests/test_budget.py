@@ -77,3 +77,37 @@ def test_plan_travels_through_extra_args_and_is_checked():
 def test_line_break_ids_are_found_by_decoding():
     vocab = {0: "a", 1: "\n", 2: ".\n", 3: "b"}
     assert line_break_token_ids(4, lambda ids: vocab[ids[0]]) == {1, 2}
+
+
+def test_wake_at_is_the_first_output_length_a_cut_can_come_at():
+    tracker = BudgetTracker(plan(3, grace=10), LINE_BREAKS)
+    assert tracker.wake_at == 3
+    assert tracker.next_forced_token([WORD, NL]) is None and tracker.wake_at == 3  # 2 spent, 1 to go
+    assert tracker.next_forced_token([WORD, NL, WORD]) is None and tracker.wake_at == 3  # spent mid-line: watch
+    assert tracker.next_forced_token([WORD, NL, WORD, WORD]) is None and tracker.wake_at == 4
+    ended = BudgetTracker(plan(3), LINE_BREAKS)
+    ended.next_forced_token([WORD, END])
+    assert ended.wake_at == float("inf")  # the model closed its reasoning: nothing more to force
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_skipping_steps_before_wake_at_changes_nothing(seed):
+    import random
+
+    rng = random.Random(seed)
+    model = [rng.choice([WORD, WORD, WORD, NL, END]) for _ in range(40)]
+    budget_plan = plan(rng.randint(0, 12), grace=rng.randint(0, 5), strict=rng.random() < 0.3)
+    tracker, out, tokens = BudgetTracker(budget_plan, LINE_BREAKS), [], iter(model)
+    while True:  # as the batch processor drives it: the tracker runs only from wake_at on
+        forced = tracker.next_forced_token(out) if len(out) >= tracker.wake_at else None
+        token = forced if forced is not None else next(tokens, None)
+        if token is None:
+            break
+        out.append(token)
+    assert out == run(budget_plan, model)
+
+
+def test_a_placeholder_at_the_end_is_read_once_it_is_a_token():
+    tracker = BudgetTracker(plan(1, grace=0), LINE_BREAKS)
+    assert tracker.next_forced_token([-1]) is None  # the step in flight (async scheduling): not a token yet
+    assert tracker.next_forced_token([WORD]) == DOT  # its real id, written over it, is counted
