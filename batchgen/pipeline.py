@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
 
+from batchgen import placement
 from batchgen.blocks import assemble, decode, gather, schema
 from batchgen.flow import EngineDied, RecordPool
 from batchgen.ledger import CrashLedger, HandedOut
@@ -67,7 +68,8 @@ def vllm_replica(spec: JobSpec, budgeted: bool) -> ReplicaLike:
     when `budgeted` (a record or the spec's defaults set `max_thinking_tokens`)."""
     from batchgen.replica import Replica
 
-    return Replica(spec.model, spec.engine, spec.budget, spec.defaults, budgets=budgeted)
+    engine = {**spec.engine, **placement.engine_args(spec.scaling, spec.engine)}
+    return Replica(spec.model, engine, spec.budget, spec.defaults, budgets=budgeted)
 
 
 class GenerateStage:
@@ -321,7 +323,6 @@ def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passt
             max_concurrent_calls_per_actor=scaling.batches_in_flight,
             enable_true_multi_threading=True,
         ),
-        num_gpus=scaling.gpus_per_replica,
-        num_cpus=scaling.cpus_per_replica,
+        **placement.ray_args(scaling),  # GPUs, or a placement group per replica for tensor parallelism
         runtime_env={"env_vars": {**ENGINE_ENV, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}},
     )

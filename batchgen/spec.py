@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from batchgen import placement
 from batchgen.records import RecordFields
 
 # Credentials come from the environment of the machines that run the job, never from the spec: a spec is
@@ -97,6 +98,11 @@ class JobSpec(Section):
         default_factory=dict, description="fsspec options (endpoint_url, anon, ...); credentials only from the environment"
     )
 
+    @model_validator(mode="after")
+    def _placement(self) -> JobSpec:
+        placement.check(self.scaling, self.engine)  # GPUs, tensor parallelism, shared GPUs (batchgen.placement)
+        return self
+
     @field_validator("storage")
     @classmethod
     def _no_credentials(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -109,8 +115,9 @@ class JobSpec(Section):
 def _describe(error: ValidationError) -> str:
     lines = []
     for e in error.errors(include_url=False):
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{key}: {e['msg']}")
+        message = e["msg"].removeprefix("Value error, ")
+        key = ".".join(str(p) for p in e["loc"])
+        lines.append(f"{key}: {message}" if key else message)  # a cross-field check names its keys itself
     return "; ".join(lines)
 
 

@@ -257,3 +257,21 @@ def test_another_input_onto_a_finished_output_is_refused(jsonl_run, tmp_path):
     (tmp_path / "x.jsonl").write_text(JSONL_LINES[0] + "\n")
     with pytest.raises(JobFailed, match=r"holds results for another input \(prompts.jsonl, .* bytes; this run reads x.jsonl"):
         run(job(tmp_path / "x.jsonl", out, errors={"max_fraction": 0.9}))
+
+
+def test_a_tensor_parallel_replica_gets_a_packed_placement_group_of_its_own(ray_cluster):
+    # What Ray Data calls before creating each actor of a 2-GPU replica (no GPU here: the group stays pending).
+    import ray
+
+    from batchgen import placement
+
+    make = placement.ray_args(job("in.jsonl", "out", scaling={"gpus_per_replica": 2}).scaling)["ray_remote_args_fn"]
+    first, second = make()["scheduling_strategy"], make()["scheduling_strategy"]
+    try:
+        assert first.placement_group.id != second.placement_group.id  # one group per replica
+        assert first.placement_group.bundle_specs == [{"GPU": 1.0, "CPU": 1.0}] * 2
+        assert first.placement_group_capture_child_tasks  # vLLM's rank workers go into it too
+        assert ray.util.placement_group_table(first.placement_group)["strategy"] == "PACK"
+    finally:
+        for strategy in (first, second):
+            ray.util.remove_placement_group(strategy.placement_group)
