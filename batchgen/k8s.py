@@ -16,6 +16,9 @@ from batchgen.spec import JobSpec
 DEFAULT_IMAGE = "ghcr.io/batchgen/batchgen:0.1.0"
 RAY_VERSION = "2.60.0"
 SPEC_DIR = "/etc/batchgen"
+MODEL_CACHE, MODEL_CACHE_SIZE = "/models", "128Gi"  # HF_HOME's volume on each worker: a 9B model is ~18 GB
+# A label NVIDIA's GPU operator (feature discovery) puts on GPU nodes; clusters without it edit this.
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 # Secrets are referenced, never copied: the cluster's operators create them (README, "Kubernetes").
 SECRET_ENV = [
     ("HF_TOKEN", "batchgen-hub-token", "token"),
@@ -60,14 +63,21 @@ def render(spec: JobSpec, image: str = DEFAULT_IMAGE, replicas: int | None = Non
     worker_resources = {"cpu": str(max(4, math.ceil(spec.scaling.cpus_per_replica))), "memory": "48Gi"}
     if gpus:
         worker_resources["nvidia.com/gpu"] = str(gpus)
-    worker = _container("ray-worker", image, worker_resources, [{"name": "dshm", "mountPath": "/dev/shm"}])
+    worker = _container("ray-worker", image, worker_resources, [{"name": "dshm", "mountPath": "/dev/shm"},
+                                                                 {"name": "model-cache", "mountPath": MODEL_CACHE}])
+    worker["env"].append({"name": "HF_HOME", "value": f"{MODEL_CACHE}/hf"})
     worker_pod = {
         "containers": [worker],
-        # vLLM and NCCL share tensors through /dev/shm; the container default (64 MiB) is far too small.
-        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
+        "volumes": [
+            # vLLM and NCCL share tensors through /dev/shm; the container default (64 MiB) is far too small.
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+            # The weights, downloaded once per pod; sized so the node evicts the pod, not fills its disk.
+            {"name": "model-cache", "emptyDir": {"sizeLimit": MODEL_CACHE_SIZE}},
+        ],
     }
     if gpus:
         worker_pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        worker_pod["nodeSelector"] = dict(GPU_NODE_SELECTOR)
     rayjob = {
         "apiVersion": "ray.io/v1", "kind": "RayJob",
         "metadata": {"name": spec.name, "labels": {"app.kubernetes.io/name": "batchgen", "batchgen/job": spec.name}},
@@ -80,6 +90,10 @@ def render(spec: JobSpec, image: str = DEFAULT_IMAGE, replicas: int | None = Non
             "activeDeadlineSeconds": 7 * 24 * 3600,
             "rayClusterSpec": {
                 "rayVersion": RAY_VERSION,
+                # Ray 2.60 heads turn token auth on by default: said explicitly (`authOptions.mode`, KubeRay
+                # 1.7's CRD) so the operator manages the token for the head, workers and submitter. What the
+                # operator does with it is not in the schema and has not been run here.
+                "authOptions": {"mode": "token"},
                 "headGroupSpec": {
                     # The head schedules and writes the markers; it gets no GPU and runs no replica.
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},

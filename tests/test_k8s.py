@@ -95,8 +95,15 @@ def test_gpu_workers_and_no_secret_values():
     assert workers["replicas"] == 2 and pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
-    for env in pod["containers"][0]["env"]:
-        assert "value" not in env and "secretKeyRef" in env["valueFrom"]
+    # the weights' cache: a sized volume where HF_HOME points; GPU nodes selected; token auth said explicitly
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "128Gi"}} in pod["volumes"]
+    assert {"name": "model-cache", "mountPath": "/models"} in pod["containers"][0]["volumeMounts"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert cluster["authOptions"] == {"mode": "token"}
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env.pop("HF_HOME") == {"name": "HF_HOME", "value": "/models/hf"}
+    for entry in env.values():  # the rest are credentials: by reference only
+        assert "value" not in entry and "secretKeyRef" in entry["valueFrom"]
 
 
 def test_rendered_rayjobs_validate_for_other_specs(validator, tmp_path):
