@@ -41,6 +41,15 @@ demo: setup toy-model
 bench: setup toy-model
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
+# On a GPU node only (never run on these CPU machines): a virtualenv with vLLM's CUDA build, then the demo
+# job on the GPU at tensor parallelism 1 and, with two GPUs, 2, every row checked (batchgen/gpu_check.py).
+GPU_VENV := .venv-gpu
+gpu-check:
+	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install -q -e '.[gpu]'
+	$(GPU_VENV)/bin/python -m batchgen.toy.build
+	$(GPU_VENV)/bin/python -m batchgen.gpu_check
+
 schemas: setup
 	for kind in job input output; do $(VENV)/bin/batchgen schema $$kind > schemas/$$([ $$kind = job ] && echo job || echo $$kind-record).schema.json; done
 

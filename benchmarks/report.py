@@ -46,10 +46,19 @@ def markdown(results: dict) -> str:
         f"started first; median of {results['ray_beside']['repeats']} runs each, alternating): tokens/s "
         + ", ".join(f"{s} {min(v):,.0f}-{max(v):,.0f}" for s, v in results["ray_beside"]["tokens_per_s"].items())
         + f"; with Ray / alone: **{results['ray_beside']['ratio']:.2f}**.",
-        f"**2. Budget cost** ({budget['records']:,} reasoning records, budgets 8-128 tokens, one engine)",
-        _table(["case", "output tokens", "tokens/s", "vs no budget", "prefill tokens recomputed"],
-               [[name, c["output_tokens"], c["tokens_per_s"], f"{c['tokens_per_s'] / budget['reference_tokens_per_s']:.2f}",
-                 c["prefill_tokens_recomputed"]] for name, c in budget["cases"].items()]),
+        f"**2. Budget cost** ({budget['records']:,} reasoning records, budgets 8-128 tokens; short prompts "
+        f"(~{budget['sets']['short']['prompt_tokens'] // budget['records']} tokens) and long ones (documents before the "
+        f"question, 512-2,048 tokens, ~{budget['sets']['long']['prompt_tokens'] // budget['records']} on average); "
+        f"median of {budget['repeats']} runs each, alternating)",
+        _table(["prompts", "case", "output tokens", "seconds (median)", "spread s", "tokens/s", "vs no budget",
+                "prefill tokens recomputed"],
+               [[prompts, name, c["output_tokens"], c["seconds"], f"{min(c['seconds_runs'])}-{max(c['seconds_runs'])}",
+                 c["tokens_per_s"], f"{c['tokens_per_s'] / s['cases']['no budget, same tokens']['tokens_per_s']:.2f}",
+                 c["prefill_tokens_recomputed"]]
+                for prompts, s in budget["sets"].items() for name, c in s["cases"].items()]),
+        "The same records take the two-request client "
+        + " and ".join(f"**{s['ratios']['two requests/one pass (time)']:.2f}x** the one-pass time on {p} prompts"
+                       for p, s in budget["sets"].items()) + ".",
         "**3. Streaming memory** (stand-in engine: no model; batchgen's readers, replicas' actor pool and writers are real)",
         _table(["input records", "driver peak MiB", "worker peak MiB", "first shard written s",
                 "input read to the end s", "wall s"],
@@ -85,11 +94,15 @@ def chart(results: dict, path: Path) -> None:
     ax.set_xticks(range(len(results["peers"])), [p["workload"] for p in results["peers"]])
     ax.set(title="1. Tokens/s generating, vs plain vLLM (medians)", ylabel="ratio")
     ax.legend()
-    cases = results["budget"]["cases"]
     ax = axes[0][1]
-    ax.bar([n.replace(", ", ",\n").replace("two-request", "two-\nrequest") for n in cases],
-           [c["tokens_per_s"] for c in cases.values()], color=["tab:blue", "tab:red", "grey"])
-    ax.set(title="2. Thinking budgets: tokens/s", ylabel="tokens/s")
+    sets = results["budget"]["sets"]
+    names = list(sets["short"]["cases"])
+    for n, (name, color) in enumerate(zip(names, ("tab:blue", "tab:red", "grey"))):
+        ax.bar([i + (n - 1) * width for i in range(len(sets))], [s["cases"][name]["seconds"] for s in sets.values()],
+               width, color=color, label=name)
+    ax.set_xticks(range(len(sets)), [f"{p} prompts" for p in sets])
+    ax.set(title="2. Thinking budgets: seconds for the same records (medians)", ylabel="s")
+    ax.legend(fontsize="small")
     memory = results["memory"]
     ax = axes[1][0]
     labels = [f"{m['records']:,}" for m in memory]

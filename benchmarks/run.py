@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # counts, the stand-in's decode step in seconds; pipeline: the two job sizes whose difference gives the
 # pipeline's CPU per record.
 SIZES = {
-    "smoke": {"peers": (24, 1), "budget": 16, "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
+    "smoke": {"peers": (24, 1), "budget": (16, 1), "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
               "pipeline": (500, 1_500)},
-    "default": {"peers": (2_000, 3), "budget": 512, "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05),
+    "default": {"peers": (2_000, 3), "budget": (512, 3), "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05),
                 "pipeline": (10_000, 40_000)},
-    "full": {"peers": (10_000, 3), "budget": 2_000, "memory": [10_000, 1_000_000],
+    "full": {"peers": (10_000, 3), "budget": (2_000, 3), "memory": [10_000, 1_000_000],
              "scaling": (8_192, [1, 2, 4, 8], 0.05), "pipeline": (10_000, 80_000)},
 }
 SYSTEMS = ("vllm", "ray-data", "batchgen")
@@ -118,16 +118,28 @@ def ray_beside(records: int, repeats: int, logs: Path) -> dict:
             "ratio": round(median["vllm-beside-ray"] / median["vllm"], 3)}
 
 
-def budget(records: int, logs: Path) -> dict:
-    result = measure("budget_cost", "--records", records, logs=logs)
-    cases = result["cases"]
-    reference = cases["no budget, same tokens"]["tokens_per_s"]
-    one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
-    return {**result, "reference_tokens_per_s": reference, "ratios": {
-        "one pass/no budget": round(one_pass["tokens_per_s"] / reference, 3),
-        "two requests/no budget": round(two_requests["tokens_per_s"] / reference, 3),
-        "one pass/two requests (time)": round(one_pass["seconds"] / two_requests["seconds"], 3),
-    }}
+def budget(records: int, repeats: int, logs: Path) -> dict:
+    """The budget cost on short and long prompts, `repeats` runs of each, alternating; per prompt set the
+    median run's seconds and tokens/s per case, and the ratios between cases' medians."""
+    runs = {prompts: [] for prompts in ("short", "long")}
+    for _ in range(repeats):
+        for prompts in runs:
+            runs[prompts].append(measure("budget_cost", "--records", records, "--prompts", prompts, logs=logs))
+    sets = {}
+    for prompts, results in runs.items():
+        cases = {name: {**results[0]["cases"][name],
+                        "seconds": statistics.median_low(r["cases"][name]["seconds"] for r in results),
+                        "tokens_per_s": statistics.median_low(r["cases"][name]["tokens_per_s"] for r in results),
+                        "seconds_runs": [r["cases"][name]["seconds"] for r in results]}
+                 for name in results[0]["cases"]}
+        one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
+        reference = cases["no budget, same tokens"]
+        sets[prompts] = {"prompt_tokens": results[0]["prompt_tokens"], "cases": cases, "ratios": {
+            "one pass/no budget (tokens/s)": round(one_pass["tokens_per_s"] / reference["tokens_per_s"], 3),
+            "two requests/no budget (tokens/s)": round(two_requests["tokens_per_s"] / reference["tokens_per_s"], 3),
+            "two requests/one pass (time)": round(two_requests["seconds"] / one_pass["seconds"], 3),
+        }}
+    return {"records": records, "repeats": repeats, "sets": sets}
 
 
 def scaling(per_replica: int, counts: list[int], step: float, logs: Path) -> list[dict]:
@@ -175,7 +187,7 @@ def main() -> None:
         "command": "make bench" + {"full": " BENCH_ARGS=--full", "smoke": " BENCH_ARGS=--smoke", "default": ""}[mode],
         "peers": [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
         "ray_beside": ray_beside(*sizes["peers"], logs=logs),
-        "budget": budget(sizes["budget"], logs),
+        "budget": budget(*sizes["budget"], logs=logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
         "scaling": scaling(*sizes["scaling"], logs=logs),
         "pipeline": pipeline_cost(*sizes["pipeline"], logs=logs),

@@ -94,19 +94,42 @@ def long_tailed_records(count: int, shape: str, seed: int = 2) -> list[dict]:
              "temperature": 0.0, "max_tokens": n} for i, n in enumerate(lengths)]
 
 
-def budget_records(count: int, seed: int = 1) -> list[dict]:
-    """Long reasoning with a per-record thinking budget (8 to 128 tokens), answer room 256 tokens."""
+def budget_records(count: int, seed: int = 1, prompts: str = "short") -> list[dict]:
+    """Long reasoning with a per-record thinking budget (8 to 128 tokens), answer room 256 tokens. `prompts`:
+    "short" (a one-line question, ~40 tokens) or "long" (the question after a system turn of retrieved
+    documents, 512 to 2,048 prompt tokens in all, as in RAG or few-shot prompts; the toy model still
+    reasons at length after it)."""
     rng = random.Random(seed)
-    return [{"id": f"b{i}", "prompt": corpus.steps_prompt(rng.choice(corpus.WORDS)), "reasoning": "on",
-             "temperature": 0.0, "max_tokens": 256, "max_thinking_tokens": rng.choice([8, 16, 32, 64, 128])}
-            for i in range(count)]
+    records = []
+    for i in range(count):
+        question = corpus.steps_prompt(rng.choice(corpus.WORDS))
+        record = {"id": f"b{i}", "reasoning": "on", "temperature": 0.0, "max_tokens": 256,
+                  "max_thinking_tokens": rng.choice([8, 16, 32, 64, 128])}
+        if prompts == "long":
+            record["messages"] = [{"role": "system", "content": _documents(rng, rng.randint(512, 2048))},
+                                  {"role": "user", "content": question}]
+        else:
+            record["prompt"] = question
+        records.append(record)
+    return records
 
 
-def engine_inputs(records: list[dict], budget: BudgetSpec | None = None) -> list:
+def _documents(rng: random.Random, tokens: int) -> str:
+    """A system turn of short documents, about `tokens` long with the toy's tokenizer (~2.3 tokens a word)."""
+    lines = ["Use these documents."]
+    words = 0
+    while words < tokens / 2.3:
+        lines.append(f"Document {len(lines)}: the {rng.choice(corpus.WORDS)} in {rng.choice(corpus.CITIES)} "
+                     f"was seen on day {rng.randint(1, 30)}.")
+        words += len(lines[-1].split())
+    return "\n".join(lines)
+
+
+def engine_inputs(records: list[dict], budget: BudgetSpec | None = None, max_model_len: int = ENGINE["max_model_len"]) -> list:
     """batchgen's EngineInput (prompt ids, sampling, budget plan) for every record."""
     path = resolve_path(MODEL.path)
     tokenizer = load_tokenizer(MODEL, path)
-    builder = PromptBuilder(tokenizer, profile_for(MODEL, tokenizer), budget or BudgetSpec(), ENGINE["max_model_len"])
+    builder = PromptBuilder(tokenizer, profile_for(MODEL, tokenizer), budget or BudgetSpec(), max_model_len)
     return [builder.build(normalize(r, RecordFields(), row_id=r["id"])) for r in records]
 
 

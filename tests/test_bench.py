@@ -33,10 +33,14 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
 
     assert results["peers"][1]["runs"][0]["output_tokens"] == sum(r["max_tokens"] for r in long_tailed_records(24, "tail"))
     assert set(results["ray_beside"]["tokens_per_s"]) == {"vllm", "vllm-beside-ray"} and results["ray_beside"]["ratio"] > 0
-    cases = results["budget"]["cases"]
-    one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
-    assert one_pass["prefill_tokens_recomputed"] == 0 < two_requests["prefill_tokens_recomputed"]
-    assert cases["no budget, same tokens"]["output_tokens"] == one_pass["output_tokens"]
+    sets = results["budget"]["sets"]
+    assert sets["short"]["prompt_tokens"] < 100 * 16 < 512 * 16 <= sets["long"]["prompt_tokens"] <= 2048 * 16
+    for budget_set in sets.values():
+        cases = budget_set["cases"]
+        one_pass, two_requests = cases["batchgen one pass"], cases["card's two-request client"]
+        assert one_pass["prefill_tokens_recomputed"] == 0 < two_requests["prefill_tokens_recomputed"]
+        assert cases["no budget, same tokens"]["output_tokens"] == one_pass["output_tokens"]
+        assert budget_set["ratios"]["two requests/one pass (time)"] > 0
     assert [(m["records"], m["input_files"]) for m in results["memory"]] == [(500, 20), (2000, 20)]
     assert all(m["driver_peak_mib"] > 0 and m["worker_peak_mib"] > 0 for m in results["memory"])
     assert [(s["replicas"], s["records"]) for s in results["scaling"]] == [(1, 1024), (2, 2048)]

@@ -101,6 +101,11 @@ def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
     assert found["error_examples"]["missing_prompt"] == ["bad-2"]
     assert found["completion_tokens"] == stats["completion_tokens"] and found["budget_hits"] > 0
     assert sum(found["finish_reasons"].values()) == 37 and found["reasoning_tokens_percentiles"]["max"] > 0
+    # what `make gpu-check` asks of the demo's output on a GPU, asked of the CPU's
+    from batchgen.gpu_check import check_demo_output
+    from batchgen.spec import load_spec
+
+    assert check_demo_output(str(out), load_spec(DEMO)) == []
 
     page = tmp_path / "report.html"
     reported = subprocess.run([sys.executable, "-m", "batchgen.cli", "report", str(out), "-o", str(page)], cwd=ROOT,
