@@ -80,7 +80,7 @@ def run(
             failure = str(error)
         except Exception as error:  # the CLI's boundary: one clear line, the traceback in the log
             traceback.print_exc()
-            failure = f"{type(error).__name__}: {error}"
+            failure = _one_line(error)
         finally:
             shown.close()
             _shutdown_ray()  # inside the capture: a local Ray's last words go to the log too
@@ -99,6 +99,15 @@ def run(
     if logs.path:
         typer.echo(f"  Ray's and vLLM's log: {logs.path}")
     _show_results(spec, show)
+
+
+def _one_line(error: Exception) -> str:
+    """An unexpected error as one line. Ray's errors from a replica carry the remote traceback in their
+    text and end with the root cause ("RuntimeError: ..."): that last line is the one to show."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if len(lines) > 1:
+        return lines[-1]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def _shutdown_ray() -> None:

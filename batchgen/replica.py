@@ -119,11 +119,13 @@ V2_RUNNER_REFUSED = ("vLLM started Model Runner V2, which refuses batchgen's thi
                      "logits processor): set VLLM_USE_V2_MODEL_RUNNER=0 in the replicas' environment")
 
 
-def _uses_model_runner_v2(vllm_config) -> bool:
-    """Which model runner the engine chose: `VllmConfig.use_v2_model_runner` (`vllm/config/vllm.py`, a
-    property in 0.32 and 0.33: the environment's `VLLM_USE_V2_MODEL_RUNNER` unless a feature such as
-    watermarking requires V2; V1 without Triton, as on the CPU)."""
-    return vllm_config.use_v2_model_runner
+def check_model_runner(vllm_config, budgets: bool) -> None:
+    """Raises RuntimeError (`V2_RUNNER_REFUSED`) for an engine config that will run Model Runner V2 when the
+    budget processor is registered. Which runner: `VllmConfig.use_v2_model_runner` (`vllm/config/vllm.py`,
+    a property in 0.32 and 0.33: the environment's `VLLM_USE_V2_MODEL_RUNNER` unless a feature such as
+    watermarking requires V2; V1 without Triton, as on the CPU, where V2 cannot even be configured)."""
+    if budgets and vllm_config.use_v2_model_runner:
+        raise RuntimeError(V2_RUNNER_REFUSED)
 
 
 def refused(exc: Exception) -> RecordError:
@@ -167,21 +169,22 @@ class Replica:
             logits_processors=[*engine.get("logits_processors", []), *([QUALNAME] if budgets else [])],
         )
         self.budgets = budgets
+        engine_args = vllm.AsyncEngineArgs(**args)
+        config = engine_args.create_engine_config()
+        check_model_runner(config, budgets)  # before the engine starts: V2 would refuse the processor there, naming no fix
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="batchgen-replica", daemon=True)
         self._thread.start()
-        self._engine = self._run(self._start(AsyncLLM, vllm.AsyncEngineArgs(**args)))
-        if budgets and _uses_model_runner_v2(self._engine.vllm_config):
-            self.close()
-            raise RuntimeError(V2_RUNNER_REFUSED)
+        self._engine = self._run(self._start(AsyncLLM, config, engine_args))
         self.max_model_len = self._engine.model_config.max_model_len
         self.prompts = PromptBuilder(self.tokenizer, self.profile, budget or BudgetSpec(), self.max_model_len)
         self._line_breaks = line_break_token_ids(len(self.tokenizer), self.tokenizer.decode)
         self._preparing = threading.Lock()
 
     @staticmethod
-    async def _start(AsyncLLM, args):
-        return AsyncLLM.from_engine_args(args)
+    async def _start(AsyncLLM, config, args):
+        return AsyncLLM.from_vllm_config(config, enable_log_requests=args.enable_log_requests,
+                                         disable_log_stats=args.disable_log_stats)
 
     async def _shutdown(self) -> None:
         # On the engine's own loop, so its output handler is cancelled there instead of failing mid-read;

@@ -174,16 +174,3 @@ def test_crash_ledger_counts_only_runs_that_never_ended():
     ledger.end(["a"])
     assert ledger.peek(["a"]) == [0]
 
-
-def test_values_vllm_refuses_become_invalid_value_rows_naming_the_parameter():
-    from vllm.exceptions import VLLMValidationError
-
-    from batchgen.replica import refused
-
-    assert not isinstance(VLLMValidationError("x"), ValueError)  # why the replica catches it by name
-    named = refused(VLLMValidationError("must be non-negative.", parameter="temperature", value=-1.0))
-    assert str(named) == "invalid_value: temperature: must be non-negative. (got -1.0)"
-    unnamed = refused(VLLMValidationError("The decoder prompt (length 9) is longer than the maximum model length of 8."))
-    assert str(unnamed) == "invalid_value: The decoder prompt (length 9) is longer than the maximum model length of 8."
-    assert str(refused(ValueError("stop: an empty string cannot be a stop string"))) == \
-        "invalid_value: stop: an empty string cannot be a stop string"

@@ -332,3 +332,4 @@ def test_many_callers_share_the_engine(replica):
         t.join()
     for name in ("a", "b", "c"):
         assert [r["content"] for r in results[name]] == alone
+

@@ -1,0 +1,32 @@
+"""The replica's rules that need no engine: how vLLM's refusals become record errors, and which model runner
+it accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_values_vllm_refuses_become_invalid_value_rows_naming_the_parameter():
+    from vllm.exceptions import VLLMValidationError
+
+    from batchgen.replica import refused
+
+    assert not isinstance(VLLMValidationError("x"), ValueError)  # why the replica catches it by name
+    named = refused(VLLMValidationError("must be non-negative.", parameter="temperature", value=-1.0))
+    assert str(named) == "invalid_value: temperature: must be non-negative. (got -1.0)"
+    unnamed = refused(VLLMValidationError("The decoder prompt (length 9) is longer than the maximum model length of 8."))
+    assert str(unnamed) == "invalid_value: The decoder prompt (length 9) is longer than the maximum model length of 8."
+    assert str(refused(ValueError("stop: an empty string cannot be a stop string"))) == \
+        "invalid_value: stop: an empty string cannot be a stop string"
+
+
+def test_model_runner_v2_is_refused_when_budgets_need_the_v1_processor():
+    from types import SimpleNamespace
+
+    from batchgen.replica import V2_RUNNER_REFUSED, check_model_runner
+
+    check_model_runner(SimpleNamespace(use_v2_model_runner=False), budgets=True)
+    check_model_runner(SimpleNamespace(use_v2_model_runner=True), budgets=False)  # no processor: V2 is fine
+    with pytest.raises(RuntimeError, match="set VLLM_USE_V2_MODEL_RUNNER=0 in the replicas' environment") as refused:
+        check_model_runner(SimpleNamespace(use_v2_model_runner=True), budgets=True)
+    assert str(refused.value) == V2_RUNNER_REFUSED
