@@ -69,6 +69,9 @@ class BudgetTracker:
         self._closing: tuple[int, ...] | None = None
         self._forced = 0
         self._finished = False
+        # how the budget closed the reasoning: "budget_line_break" (at a line break, newline mode) or
+        # "budget_cut" (the grace ran out, or strict mode); None while it has not
+        self.closed_by: str | None = None
 
     def next_forced_token(self, output_ids: Sequence[int]) -> int | None:
         """The engine's view: the request's whole output so far in, the token to force (or None) out.
@@ -107,6 +110,7 @@ class BudgetTracker:
             return None
         if self._closing is None and self._must_close():
             self._closing = self.plan.close_at_line_break_ids if self._at_line_break else self.plan.close_ids
+            self.closed_by = "budget_line_break" if self._at_line_break and not self.plan.strict else "budget_cut"
         return None if self._closing is None else self._closing[self._forced]
 
     def observe(self, token: int) -> None:
@@ -128,11 +132,12 @@ class BudgetTracker:
         return plan.strict or self._at_line_break or spent >= plan.budget + plan.grace
 
 
-def budget_was_hit(plan: BudgetPlan, line_break_ids: Iterable[int], output_ids: Sequence[int]) -> bool:
-    """Replays the tracker over a finished output: did the budget end this reasoning?"""
+def budget_close(plan: BudgetPlan, line_break_ids: Iterable[int], output_ids: Sequence[int]) -> str | None:
+    """Replays the tracker over a finished output: how the budget ended this reasoning ("budget_line_break"
+    or "budget_cut", `BudgetTracker.closed_by`), or None when it did not."""
     tracker = BudgetTracker(plan, line_break_ids)
     for token in output_ids:
         if tracker.forced_token() is not None:
-            return True
+            return tracker.closed_by
         tracker.observe(token)
-    return False
+    return None

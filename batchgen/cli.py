@@ -42,7 +42,7 @@ def _show_results(spec: JobSpec, count: int) -> None:
     rows = pads.dataset(files[:1], filesystem=prefix.arrow_fs(), format=fmt).head(count).to_pylist()
     for row in rows:
         shown = {k: row.get(k) for k in ("id", "reasoning", "reasoning_content", "content", "tool_calls",
-                                           "finish_reason", "thinking_budget_hit", "error")}
+                                           "finish_reason", "thinking_budget_hit", "reasoning_end", "error")}
         typer.echo(json.dumps(shown, ensure_ascii=False, default=str)[:600])
 
 

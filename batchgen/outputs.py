@@ -32,6 +32,20 @@ def split_reasoning(token_ids: Sequence[int], mode: str, end_token_id: int | Non
     return ids[:end], ids[end:]
 
 
+def reasoning_end(mode: str, token_ids: Sequence[int], end_token_id: int | None, budget_close: str | None,
+                  finish_reason: str) -> str | None:
+    """How a row's reasoning ended: "model" (the model closed it), "budget_line_break" / "budget_cut" (the
+    thinking budget did, `budget.budget_close`), "length" (max_tokens came while it was still reasoning),
+    "stop" (a stop or the model's end of text came first), or None with reasoning off."""
+    if mode == "off" or end_token_id is None:
+        return None
+    if budget_close:
+        return budget_close
+    if end_token_id in token_ids:
+        return "model"
+    return "length" if finish_reason == "length" else "stop"
+
+
 def _tool_call_id(record_id: str, index: int) -> str:
     # Deterministic, so a rerun of the same record yields the same ids; unique across a dataset.
     return "call_" + hashlib.sha256(f"{record_id}\x00{index}".encode()).hexdigest()[:24]

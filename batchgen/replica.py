@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from batchgen.budget import budget_was_hit, line_break_token_ids
+from batchgen.budget import budget_close, line_break_token_ids
 from batchgen.flow import EngineDied
 from batchgen.identity import id_text
 from batchgen.models import engine_defaults, load_tokenizer, profile_for, resolve_path
-from batchgen.outputs import split_reasoning
+from batchgen.outputs import reasoning_end, split_reasoning
 from batchgen.prompting import EngineInput, PromptBuilder
 from batchgen.records import RecordError, RecordFields, normalize
 from batchgen.rows import answer_row, error_row
@@ -306,7 +306,10 @@ class Replica:
             reasoning_text=reasoning_text,
             content=self._decode(answer_ids) if completion.content is None else completion.content,
             finish_reason=completion.finish_reason,
-            budget_hit=bool(prepared.budget) and budget_was_hit(prepared.budget, self._line_breaks, ids),
+            reasoning_end=reasoning_end(
+                prepared.mode, ids, end_id,
+                budget_close(prepared.budget, self._line_breaks, ids) if prepared.budget else None,
+                completion.finish_reason),
             prompt_tokens=len(prepared.prompt_ids),
             reasoning_tokens=len(reasoning_ids or []),
             completion_tokens=len(ids),

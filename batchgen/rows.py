@@ -36,6 +36,9 @@ class OutputRow(BaseModel):
     tool_calls: list[ToolCall] | None = Field(None, description="parsed tool calls; null when none")
     finish_reason: Literal["stop", "length", "tool_calls", "error", "abort"] = "error"
     thinking_budget_hit: bool = Field(False, description="the thinking budget ended the reasoning")
+    reasoning_end: Literal["model", "budget_line_break", "budget_cut", "length", "stop"] | None = Field(
+        None, description="how the reasoning ended: the model closed it, the budget did at a line break or by a "
+        "cut (grace out, or strict mode), max_tokens came while reasoning, or a stop did; null with reasoning off")
     prompt_tokens: int = 0
     reasoning_tokens: int = Field(0, description="generated tokens up to and including the end of thinking")
     completion_tokens: int = Field(0, description="all generated tokens, reasoning plus answer")
@@ -74,7 +77,7 @@ def error_row(record_id: str, model: str, error: RecordError, mode: str | None =
 
 def answer_row(
     *, record_id: str, model: str, mode: str, reasoning_text: str | None, content: str, finish_reason: str,
-    budget_hit: bool, prompt_tokens: int, reasoning_tokens: int, completion_tokens: int,
+    reasoning_end: str | None, prompt_tokens: int, reasoning_tokens: int, completion_tokens: int,
 ) -> dict:
     """The row of a generated answer. Tool-call blocks are parsed out of `content` (a parse failure keeps
     the text and says why in `error`); a stop with tool calls is `finish_reason` "tool_calls", as in
@@ -89,7 +92,8 @@ def answer_row(
         "content": content,
         "tool_calls": tool_calls,
         "finish_reason": finish_reason,
-        "thinking_budget_hit": budget_hit,
+        "thinking_budget_hit": reasoning_end in ("budget_line_break", "budget_cut"),
+        "reasoning_end": reasoning_end,
         "prompt_tokens": prompt_tokens,
         "reasoning_tokens": reasoning_tokens,
         "completion_tokens": completion_tokens,

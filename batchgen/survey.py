@@ -18,24 +18,10 @@ import pyarrow as pa
 from batchgen.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
 
 # The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
-COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "prompt_tokens", "reasoning_tokens",
-           "completion_tokens", "error"]
+COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "reasoning_end", "prompt_tokens",
+           "reasoning_tokens", "completion_tokens", "error"]
 EXAMPLES = 3  # example ids kept per error code
 PERCENTILES = (0.5, 0.9, 0.99)
-
-
-def reasoning_end(reasoning: str | None, budget_hit: bool, finish_reason: str, reasoning_tokens: int,
-                  completion_tokens: int) -> str | None:
-    """How a row's reasoning ended: "model" (the model closed it), "budget" (the thinking budget did),
-    "length" (max_tokens hit while still reasoning), or None (reasoning off, or an error row). Derived
-    from the row's columns: with reasoning on, a row whose every token is reasoning never closed it."""
-    if reasoning != "on" or finish_reason == "error":
-        return None
-    if budget_hit:
-        return "budget"
-    if finish_reason == "length" and reasoning_tokens == completion_tokens:
-        return "length"
-    return "model"
 
 
 @dataclass
@@ -126,9 +112,7 @@ def _tally(table: pa.Table) -> dict:
             codes[code] += 1
             if len(examples[code]) < EXAMPLES:
                 examples[code].append(row["id"])
-    ends = Counter(reasoning_end(r["reasoning"], r["thinking_budget_hit"], r["finish_reason"], r["reasoning_tokens"],
-                                 r["completion_tokens"]) for r in rows)
-    ends.pop(None, None)
+    ends = Counter(r["reasoning_end"] for r in rows if r["reasoning_end"])
     percentiles = percentiles_of([r["reasoning_tokens"] for r in rows if r["reasoning"] == "on"])
     return dict(
         errors=sum(codes.values()), errors_by_code=dict(sorted(codes.items())), error_examples=dict(sorted(examples.items())),

@@ -69,7 +69,7 @@ class StandInReplica:
             for future, rid, request, _, tokens in [s for s in running if s[3] <= 0]:
                 future.set_result(answer_row(
                     record_id=rid, model=self.model_name, mode="off", reasoning_text=None,
-                    content=" ".join(["token"] * min(tokens, 64)), finish_reason="length", budget_hit=False,
+                    content=" ".join(["token"] * min(tokens, 64)), finish_reason="length", reasoning_end=None,
                     prompt_tokens=len(str(request.messages[-1]["content"]).split()), reasoning_tokens=0,
                     completion_tokens=tokens))
             running = [s for s in running if s[3] > 0]

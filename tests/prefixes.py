@@ -16,17 +16,17 @@ from batchgen.storage import InputSet, open_fs
 MODEL = "toy:nemotron-h"
 
 
-def answer(rid, mode, reasoning, completion, finish="stop", budget_hit=False):
+def answer(rid, mode, reasoning, completion, finish="stop", ended=None):
     return answer_row(record_id=rid, model=MODEL, mode=mode, reasoning_text="thinking" if mode == "on" else None,
-                      content="an answer", finish_reason=finish, budget_hit=budget_hit, prompt_tokens=10,
+                      content="an answer", finish_reason=finish, reasoning_end=ended, prompt_tokens=10,
                       reasoning_tokens=reasoning, completion_tokens=completion)
 
 
 ROWS = [
-    answer("budget-1", "on", 300, 340, budget_hit=True),
-    answer("cut-1", "on", 512, 512, finish="length"),  # max_tokens hit while still reasoning
-    answer("on-1", "on", 40, 60),
-    answer("on-2", "on", 41, 70),
+    answer("budget-1", "on", 300, 340, ended="budget_line_break"),
+    answer("cut-1", "on", 512, 512, finish="length", ended="length"),  # max_tokens hit while still reasoning
+    answer("on-1", "on", 40, 60, ended="model"),
+    answer("on-2", "on", 41, 70, ended="model"),
     answer("off-1", "off", 0, 25),
     answer("<b>x</b>", "off", 0, 5),
     error_row("bad-1", MODEL, RecordError("missing_prompt", "a record needs exactly one of prompt or messages")),

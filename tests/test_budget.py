@@ -2,7 +2,7 @@
 
 import pytest
 
-from batchgen.budget import BudgetPlan, BudgetTracker, budget_was_hit, line_break_token_ids
+from batchgen.budget import BudgetPlan, BudgetTracker, budget_close, line_break_token_ids
 
 NL, END, DOT, WORD = 10, 99, 5, 1
 LINE_BREAKS = {NL}
@@ -58,10 +58,13 @@ def test_tracker_only_looks_at_new_tokens():
     assert tracker.next_forced_token([WORD, DOT]) == NL
 
 
-def test_budget_was_hit_replays_the_rules():
-    assert budget_was_hit(plan(2, grace=1), LINE_BREAKS, [WORD, WORD, WORD, DOT, NL, END, NL])
-    assert not budget_was_hit(plan(5), LINE_BREAKS, [WORD, NL, END, WORD])
-    assert not budget_was_hit(plan(2), LINE_BREAKS, [WORD])  # max_tokens came first
+def test_budget_close_replays_the_rules_and_says_how_the_budget_closed():
+    assert budget_close(plan(2, grace=1), LINE_BREAKS, [WORD, WORD, WORD, DOT, NL, END, NL]) == "budget_cut"
+    assert budget_close(plan(2, grace=10), LINE_BREAKS, [WORD, NL, END, NL, WORD]) == "budget_line_break"
+    # strict mode is a cut even where it lands on a line break
+    assert budget_close(plan(2, strict=True), LINE_BREAKS, [WORD, NL, END, NL, WORD]) == "budget_cut"
+    assert budget_close(plan(5), LINE_BREAKS, [WORD, NL, END, WORD]) is None  # the model closed it first
+    assert budget_close(plan(2), LINE_BREAKS, [WORD]) is None  # max_tokens came first
 
 
 def test_plan_travels_through_extra_args_and_is_checked():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from batchgen.outputs import parse_tool_calls, split_reasoning
+from batchgen.outputs import parse_tool_calls, reasoning_end, split_reasoning
 from batchgen.rows import answer_row
 
 END = 9
@@ -103,13 +103,27 @@ def test_broken_tool_calls_keep_the_raw_text_and_say_where(text, why):
 
 def test_answer_row_marks_tool_calls_and_keeps_the_contract():
     row = answer_row(
-        record_id="a", model="m", mode="on", reasoning_text=" think \n", finish_reason="stop", budget_hit=False,
+        record_id="a", model="m", mode="on", reasoning_text=" think \n", finish_reason="stop", reasoning_end="model",
         content='<TOOLCALL>[{"name": "f", "arguments": {"x": 1}}]</TOOLCALL>', prompt_tokens=3,
         reasoning_tokens=2, completion_tokens=5,
     )
     assert row["finish_reason"] == "tool_calls" and row["content"] == "" and row["reasoning_content"] == "think"
     off = answer_row(
         record_id="b", model="m", mode="off", reasoning_text=None, content="hi", finish_reason="length",
-        budget_hit=False, prompt_tokens=1, reasoning_tokens=0, completion_tokens=1,
+        reasoning_end=None, prompt_tokens=1, reasoning_tokens=0, completion_tokens=1,
     )
     assert off["reasoning_content"] is None and off["finish_reason"] == "length" and off["tool_calls"] is None
+    assert (row["reasoning_end"], row["thinking_budget_hit"], off["reasoning_end"]) == ("model", False, None)
+
+
+@pytest.mark.parametrize("mode, ids, close, finish, ended", [
+    ("on", [1, 2, END, 3], None, "stop", "model"),
+    ("on", [1, 2, END, 3], "budget_line_break", "stop", "budget_line_break"),  # the budget forced that END
+    ("on", [1, 2, END, 3], "budget_cut", "length", "budget_cut"),
+    ("on", [1, 2, 3], None, "length", "length"),  # max_tokens while still reasoning
+    ("on", [1, 2, 3], None, "stop", "stop"),  # a stop (or end of text) before the reasoning closed
+    ("off", [1, 2], None, "stop", None),
+])
+def test_how_the_reasoning_ended(mode, ids, close, finish, ended):
+    assert reasoning_end(mode, ids, END, close, finish) == ended
+    assert reasoning_end(mode, ids, None, close, finish) is None  # a model without an end of thinking

@@ -32,7 +32,7 @@ def one(replica, **record):
 def reference_ids(replica, prompt):
     """Token ids of the unbudgeted greedy reasoning (without its end token)."""
     ref = one(replica, prompt=prompt)
-    assert not ref["thinking_budget_hit"] and ref["finish_reason"] == "stop"
+    assert not ref["thinking_budget_hit"] and ref["finish_reason"] == "stop" and ref["reasoning_end"] == "model"
     ids = replica.tokenizer.encode(ref["reasoning_content"] + "\n", add_special_tokens=False)
     assert len(ids) == ref["reasoning_tokens"] - 1, "the oracle needs the reference to re-tokenize exactly"
     return ids
@@ -56,6 +56,7 @@ def check_cut(replica, row, ref, budget, grace, strict):
     close = replica.prompts.close_at_line_break_ids if at_break else replica.prompts.close_ids
     closing = close[: close.index(replica.prompts.end_token_id) + 1]
     assert row["thinking_budget_hit"] is True
+    assert row["reasoning_end"] == ("budget_line_break" if at_break and not strict else "budget_cut")
     assert row["reasoning_tokens"] == n + len(closing)
     assert row["reasoning_content"] == (tok.decode(ref[:n]) + tok.decode(list(closing[:-1]))).strip()
     # the answer follows in the same request
@@ -101,7 +102,7 @@ def test_a_budget_larger_than_the_reasoning_changes_nothing(replica):
         {"id": "free", "prompt": prompt, **GREEDY},
         {"id": "big", "prompt": prompt, "max_thinking_tokens": 400, **GREEDY},
     ])
-    assert budgeted["thinking_budget_hit"] is False
+    assert budgeted["thinking_budget_hit"] is False and budgeted["reasoning_end"] == "model"
     assert (budgeted["reasoning_content"], budgeted["content"]) == (free["reasoning_content"], free["content"])
 
 
@@ -333,3 +334,12 @@ def test_many_callers_share_the_engine(replica):
     for name in ("a", "b", "c"):
         assert [r["content"] for r in results[name]] == alone
 
+
+
+def test_reasoning_that_never_closed_says_why(replica):
+    cut, off = replica.generate([
+        {"id": "cut", "prompt": corpus.steps_prompt("river"), "max_tokens": 6, **GREEDY},
+        {"id": "off", "prompt": corpus.echo_prompt("apple"), "reasoning": "off", **GREEDY},
+    ])
+    assert (cut["reasoning_end"], cut["finish_reason"], cut["content"]) == ("length", "length", "")
+    assert off["reasoning_end"] is None

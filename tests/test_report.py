@@ -62,7 +62,7 @@ def test_the_charts_show_the_rows_counts(finished):
     (finish,) = figure_titled(page, "finish reason")
     assert dict(zip(finish["x"], finish["y"])) == {"error": 3, "length": 1, "stop": 5}
     (ends,) = figure_titled(page, "ended by")
-    assert dict(zip(ends["x"], ends["y"])) == {"budget": 1, "length": 1, "model": 2}
+    assert dict(zip(ends["x"], ends["y"])) == {"budget_line_break": 1, "length": 1, "model": 2}
     (codes,) = figure_titled(page, "error code")
     assert dict(zip(codes["x"], codes["y"])) == {"invalid_type": 1, "missing_prompt": 2}
     throughput = figure_titled(page, "seconds")

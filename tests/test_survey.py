@@ -8,7 +8,7 @@ import os
 import pytest
 
 from batchgen.prefix import OutputPrefix
-from batchgen.survey import describe, percentiles_of, reasoning_end, survey
+from batchgen.survey import describe, percentiles_of, survey
 from tests.prefixes import ROWS, STATS, write_prefix
 
 
@@ -19,7 +19,7 @@ def test_a_finished_prefix_is_counted_from_its_rows(tmp_path):
     assert found.error_examples == {"invalid_type": ["bad-2"], "missing_prompt": ["bad-1", "bad-3"]}
     assert found.finish_reasons == {"error": 3, "length": 1, "stop": 5}
     assert found.reasoning_modes == {"none (error)": 3, "off": 2, "on": 4}
-    assert found.reasoning_ends == {"budget": 1, "length": 1, "model": 2}
+    assert found.reasoning_ends == {"budget_line_break": 1, "length": 1, "model": 2}
     # reasoning tokens of the rows with reasoning on: 40, 41, 300, 512 (nearest rank)
     assert found.reasoning_tokens_percentiles == {"p50": 41, "p90": 512, "p99": 512, "max": 512}
     assert (found.budget_hits, found.reasoning_tokens, found.completion_tokens) == (1, 893, 1012)
@@ -51,19 +51,6 @@ def test_describe_says_what_to_do_with_an_unfinished_prefix(tmp_path):
     done = describe(survey(write_prefix(tmp_path / "done", ROWS, records=9, finished=True)))
     assert "missing_prompt 2 (e.g. bad-1, bad-3)" in done and "to finish" not in done
     assert "289.1 tokens/s generating" in done
-
-
-@pytest.mark.parametrize("row, ended", [
-    (("on", False, "stop", 40, 60), "model"),
-    (("on", True, "stop", 300, 340), "budget"),
-    (("on", True, "length", 300, 300), "budget"),  # the budget closed it, then max_tokens cut the answer
-    (("on", False, "length", 512, 512), "length"),  # every token was reasoning: never closed
-    (("on", False, "length", 100, 512), "model"),  # closed, then the answer ran out of tokens
-    (("off", False, "stop", 0, 25), None),
-    (("on", False, "error", 0, 0), None),
-])
-def test_how_the_reasoning_ended(row, ended):
-    assert reasoning_end(*row) == ended
 
 
 def test_percentiles_by_nearest_rank():
