@@ -38,6 +38,8 @@ class Survey:
     input_uri: str
     state: str
     done: int  # rows in the data files
+    committed: int  # rows Ray Data's checkpoint committed: what a resume keeps (a killed job's last data file
+    # may not be among them yet; a resume deletes and redoes it)
     total: int | None  # input records (None: the job was stopped before its scan ended)
     files: int
     errors: int
@@ -80,7 +82,7 @@ def survey(uri: str, storage: dict | None = None) -> Survey:
     spec = manifest["spec"]
     return Survey(
         uri=uri, job=spec["name"], fingerprint=manifest["fingerprint"], model=spec["model"]["path"],
-        input_uri=spec["input"]["uri"], state=state, done=table.num_rows,
+        input_uri=spec["input"]["uri"], state=state, done=table.num_rows, committed=prefix.committed_rows(),
         # a complete output holds one row per input record, whether or not its job wrote the count
         total=manifest.get("records", table.num_rows if state == "complete" else None),
         files=len(files), stats=stats, **_tally(table),
@@ -136,7 +138,9 @@ def describe(found: Survey) -> str:
     lines = [
         f"{found.job}  model {found.model}  spec fingerprint {found.fingerprint}",
         f"  input      {found.input_uri}",
-        f"  output     {found.uri}: {found.state}, {found.done:,} of {total} records in {found.files} files",
+        f"  output     {found.uri}: {found.state}, {found.done:,} of {total} records in {found.files} files"
+        + (f" ({found.committed:,} committed: a resume keeps those, and redoes the rest)"
+           if found.state != "complete" and found.committed != found.done else ""),
         "  errors     " + (", ".join(f"{code} {n:,} (e.g. {', '.join(found.error_examples[code])})"
                                    for code, n in found.errors_by_code.items()) or "none"),
         f"  tokens     prompt {found.prompt_tokens:,}, reasoning {found.reasoning_tokens:,}, "

@@ -45,7 +45,8 @@ def test_nothing_there_is_one_clear_error(tmp_path):
 
 def test_describe_says_what_to_do_with_an_unfinished_prefix(tmp_path):
     text = describe(survey(write_prefix(tmp_path, ROWS[:4], records=9)))
-    assert "partial, 4 of 9 records in 1 files" in text
+    # hand-written: no checkpoint, so nothing is committed and a resume would redo all four rows
+    assert "partial, 4 of 9 records in 1 files (0 committed: a resume keeps those, and redoes the rest)" in text
     assert "to finish  run the same job spec again onto this output" in text
     assert "p50 41, p90 512, p99 512, max 512 tokens" in text
     done = describe(survey(write_prefix(tmp_path / "done", ROWS, records=9, finished=True)))
