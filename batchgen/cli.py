@@ -30,20 +30,16 @@ for command in (cli_cluster.submit, cli_cluster.status, cli_cluster.logs, cli_cl
 
 
 def _show_results(spec: JobSpec, count: int) -> None:
-    import pyarrow.dataset as pads
-
     from batchgen.prefix import OutputPrefix
 
     prefix = OutputPrefix(spec.output.uri, spec.storage)
     files = prefix.data_files()
     if not files or count <= 0:
         return
-    fmt = "json" if spec.output.format == "jsonl" else "parquet"
-    rows = pads.dataset(files[:1], filesystem=prefix.arrow_fs(), format=fmt).head(count).to_pylist()
-    for row in rows:
-        shown = {k: row.get(k) for k in ("id", "reasoning", "reasoning_content", "content", "tool_calls",
-                                           "finish_reason", "thinking_budget_hit", "reasoning_end", "error")}
-        typer.echo(json.dumps(shown, ensure_ascii=False, default=str)[:600])
+    shown = ["id", "reasoning", "reasoning_content", "content", "tool_calls", "finish_reason", "thinking_budget_hit",
+             "reasoning_end", "error"]
+    for row in prefix.scanner(shown, files[:1]).head(count).to_pylist():
+        typer.echo(json.dumps(row, ensure_ascii=False, default=str)[:600])
 
 
 @app.command()

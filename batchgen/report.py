@@ -1,8 +1,8 @@
 """The HTML report of an output prefix (`batchgen report`): one self-contained page, drawn from the prefix
 alone, that says what a job made of its input.
 
-The figures at a glance come from `survey` (state, counts, token totals, `_stats.json`); this module only
-reads, per row, what the charts and tables need that a survey does not keep: token counts by mode, the
+The figures at a glance come from `survey` (state, counts, token totals, `_stats.json`); from the rows the
+survey was counted from, this module draws what a survey does not keep: token counts by mode, the
 longest records and the error messages. plotly.js is inlined once, so the page opens without a network.
 """
 
@@ -17,10 +17,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from batchgen.prefix import OutputPrefix
-from batchgen.survey import Survey, survey
+from batchgen.survey import Survey, survey_rows
 
-COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "reasoning_tokens", "completion_tokens", "error"]
 TOP = 10  # rows in each table
 MODES = {"on": "#4c6ef5", "off": "#f59f00"}
 CSS = """
@@ -41,8 +39,7 @@ td { overflow-wrap: anywhere; } .note { color: #666; font-size: .9em; margin: .4
 def render(uri: str, storage: dict | None = None) -> str:
     """The report of the output prefix at `uri` (a local path or fsspec URL; `storage`: fsspec options) as
     one HTML page. Raises FileNotFoundError when no batchgen job wrote there."""
-    glance = survey(uri, storage)
-    rows = OutputPrefix(uri, storage).read(COLUMNS).to_pylist()
+    glance, rows = survey_rows(uri, storage)  # one read of the rows serves the survey and the charts
     answered = [r for r in rows if r["finish_reason"] != "error"]  # error rows generated nothing to plot
     charts = [
         ("Reasoning tokens per record", _histogram(answered, lambda r: r["reasoning_tokens"], "reasoning tokens")),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from batchgen.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
+from batchgen.stats import RowCounts
 
 # The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
 COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "reasoning_end", "prompt_tokens",
@@ -66,31 +67,36 @@ class Survey:
 def survey(uri: str, storage: dict | None = None) -> Survey:
     """Surveys `uri` (a local path or an fsspec URL; `storage`: fsspec options such as `endpoint_url`).
     Raises FileNotFoundError when no batchgen job wrote there."""
+    return survey_rows(uri, storage)[0]
+
+
+def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dict]]:
+    """The survey and the rows it was counted from (their `COLUMNS`), for what draws them (`report`)."""
     prefix = OutputPrefix(uri, storage)
     manifest = prefix.read_manifest()
     if manifest is None:
         raise FileNotFoundError(f"{uri}: no batchgen output here (no _job.json); give the output.uri of a job")
     stats = prefix.read_stats().to_json() if prefix.has(STATS_FILE) else None
-    if prefix.has(SUCCESS_FILE):
-        state = "complete"
-    else:
-        # A stats file from an earlier run says nothing of a later one that was killed: it only marks a
-        # stop when no data file is newer than it.
-        state = "stopped" if stats is not None and _stats_is_last(prefix) else "partial"
+    # A stats file from an earlier run says nothing of a later one that was killed: it only marks a stop
+    # when no data file is newer than it.
+    state = "complete"
     files = prefix.data_files()
+    if not prefix.has(SUCCESS_FILE):
+        state = "stopped" if stats is not None and _stats_is_last(prefix, files) else "partial"
     table = prefix.read(COLUMNS, files)
     spec = manifest["spec"]
-    return Survey(
+    found = Survey(
         uri=uri, job=spec["name"], fingerprint=manifest["fingerprint"], model=spec["model"]["path"],
         input_uri=spec["input"]["uri"], state=state, done=table.num_rows, committed=prefix.committed_rows(),
         # a complete output holds one row per input record, whether or not its job wrote the count
         total=manifest.get("records", table.num_rows if state == "complete" else None),
         files=len(files), stats=stats, **_tally(table),
     )
+    return found, table.to_pylist()
 
 
-def _stats_is_last(prefix: OutputPrefix) -> bool:
-    stamps = [prefix.fs.modified(f) for f in prefix.data_files()]
+def _stats_is_last(prefix: OutputPrefix, files: list[str]) -> bool:
+    stamps = [prefix.fs.modified(f) for f in files]
     return not stamps or prefix.fs.modified(f"{prefix.path}/{STATS_FILE}") >= max(stamps)
 
 
@@ -106,25 +112,22 @@ def percentiles_of(values: list[int]) -> dict[str, int]:
 
 def _tally(table: pa.Table) -> dict:
     """The counts of a survey over its rows (the `COLUMNS` of every row written)."""
-    rows = table.to_pylist()
-    codes, examples = Counter(), defaultdict(list)
+    rows, counts = table.to_pylist(), RowCounts.of([table])
+    examples = defaultdict(list)
     for row in rows:
-        if row["error"]:
-            code = row["error"].split(":", 1)[0]
-            codes[code] += 1
-            if len(examples[code]) < EXAMPLES:
-                examples[code].append(row["id"])
+        code = row["error"].split(":", 1)[0] if row["error"] else None
+        if code and len(examples[code]) < EXAMPLES:
+            examples[code].append(row["id"])
     ends = Counter(r["reasoning_end"] for r in rows if r["reasoning_end"])
     percentiles = percentiles_of([r["reasoning_tokens"] for r in rows if r["reasoning"] == "on"])
     return dict(
-        errors=sum(codes.values()), errors_by_code=dict(sorted(codes.items())), error_examples=dict(sorted(examples.items())),
+        errors=counts.errors, errors_by_code=counts.errors_by_code, error_examples=dict(sorted(examples.items())),
         finish_reasons=dict(sorted(Counter(r["finish_reason"] for r in rows).items())),
         reasoning_modes=dict(sorted(Counter(r["reasoning"] or "none (error)" for r in rows).items())),
         reasoning_ends=dict(sorted(ends.items())),
         budget_hits=sum(bool(r["thinking_budget_hit"]) for r in rows),
-        prompt_tokens=sum(r["prompt_tokens"] or 0 for r in rows),
-        reasoning_tokens=sum(r["reasoning_tokens"] or 0 for r in rows),
-        completion_tokens=sum(r["completion_tokens"] or 0 for r in rows),
+        prompt_tokens=counts.prompt_tokens, reasoning_tokens=counts.reasoning_tokens,
+        completion_tokens=counts.completion_tokens,
         reasoning_tokens_percentiles=percentiles,
     )
 
