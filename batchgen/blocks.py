@@ -60,14 +60,15 @@ def assemble(rows: list[dict], columns: list[pa.Array], passthrough: Passthrough
     return pa.Table.from_arrays([*table.columns, *columns], schema=schema(passthrough))
 
 
-def gather(taken: list[tuple[dict, tuple[InputBatch, int]]]) -> tuple[list[dict], list[pa.Array]]:
-    """Rows that finished, each tagged with its input batch and row there, as (rows, passthrough columns):
-    a replica returns rows of whichever records finished, from any of its batches."""
+def gather(taken: list[tuple[list[dict], tuple[InputBatch, int]]]) -> tuple[list[dict], list[pa.Array]]:
+    """Records that finished, each as its rows (one per sample) tagged with its input batch and row there,
+    as (rows, passthrough columns): a replica returns rows of whichever records finished, from any of its
+    batches; a record's passthrough values repeat on each of its rows."""
     order: dict[int, tuple[InputBatch, list[int], list[dict]]] = {}
-    for row, (batch, index) in taken:
+    for record_rows, (batch, index) in taken:
         _, indices, rows = order.setdefault(id(batch), (batch, [], []))
-        indices.append(index)
-        rows.append(row)
+        indices.extend([index] * len(record_rows))
+        rows.extend(record_rows)
     groups = list(order.values())
     rows = [row for _, _, group in groups for row in group]
     if not groups:

@@ -26,7 +26,8 @@ class EngineDied(RuntimeError):
 
 
 class RecordPool:
-    """Finished rows, each with the tag its submitter gave it (which batch and row it came from), handed
+    """Finished records (each its rows, one per sample), each with the tag its submitter gave it (which batch
+    and row it came from), handed
     out first finished, first out. Thread-safe: Ray Data calls a replica from several threads."""
 
     def __init__(self) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 TOOL_CALL_OPEN = "<TOOLCALL>"
 TOOL_CALL_CLOSE = "</TOOLCALL>"
@@ -46,7 +47,47 @@ def reasoning_end(mode: str, token_ids: Sequence[int], end_token_id: int | None,
     return "length" if finish_reason == "length" else "stop"
 
 
-def _tool_call_id(record_id: str, index: int) -> str:
+# (answer, record id) -> (answer without the calls, tool calls or None, error or None): a profile's parser.
+ToolParse = Callable[[str, str], tuple[str, list[dict] | None, str | None]]
+
+# OpenAI's logprob for a token that could not have been drawn; JSON has no -inf.
+IMPOSSIBLE_LOGPROB = -9999.0
+
+
+def check_structured(content: str, structured: dict) -> str | None:
+    """Why a structured answer does not hold (`error` text), or None. vLLM's grammar makes the answer
+    match while it is generated, so a failure means the answer was cut (max_tokens, a stop string): JSON
+    answers (`json`, `json_object`) must parse, a `choice` answer must be one of the choices; `regex` and
+    `grammar` answers are not re-checked (Python's regex dialect is not the grammar's)."""
+    field = structured["field"]
+    if "json" in structured or "json_object" in structured:
+        try:
+            json.loads(content)
+        except json.JSONDecodeError as exc:
+            return f"invalid_structured_output: {field}: the answer is not JSON: {exc.msg} at character {exc.pos}"
+    elif "choice" in structured and content not in structured["choice"]:
+        return f"invalid_structured_output: {field}: the answer {content!r:.80} is none of the choices"
+    return None
+
+
+def token_logprobs(token_ids: Sequence[int], logprobs: Sequence[dict], top: int,
+                   decode: Callable[[int], str]) -> list[dict]:
+    """Per generated token, OpenAI's shape `{token, logprob, top_logprobs: [{token, logprob}]}` from vLLM's
+    `CompletionOutput.logprobs` (per position, {token id: Logprob(logprob, rank)}: the sampled token and
+    the `top` most likely ones). -inf (a token masked by a grammar or forced by the budget) becomes
+    `IMPOSSIBLE_LOGPROB`."""
+    def value(x: float) -> float:
+        return IMPOSSIBLE_LOGPROB if math.isinf(x) else x
+
+    shaped = []
+    for token_id, position in zip(token_ids, logprobs):
+        ranked = sorted((lp.rank, tid, lp.logprob) for tid, lp in position.items() if lp.rank is not None and lp.rank <= top)
+        shaped.append({"token": decode(token_id), "logprob": value(position[token_id].logprob),
+                       "top_logprobs": [{"token": decode(tid), "logprob": value(lp)} for _, tid, lp in ranked]})
+    return shaped
+
+
+def tool_call_id(record_id: str, index: int) -> str:
     # Deterministic, so a rerun of the same record yields the same ids; unique across a dataset.
     return "call_" + hashlib.sha256(f"{record_id}\x00{index}".encode()).hexdigest()[:24]
 
@@ -134,6 +175,6 @@ def parse_tool_calls(content: str, record_id: str) -> tuple[str, list[dict] | No
     if not outside:
         return content, None, None
     outside.append(content[pos:])
-    tool_calls = [{"id": _tool_call_id(record_id, i), "name": name, "arguments": arguments}
+    tool_calls = [{"id": tool_call_id(record_id, i), "name": name, "arguments": arguments}
                   for i, (name, arguments) in enumerate(calls)]
     return "".join(outside).strip(), tool_calls or None, None

@@ -69,7 +69,7 @@ def vllm_replica(spec: JobSpec, budgeted: bool) -> ReplicaLike:
     from batchgen.replica import Replica
 
     engine = {**spec.engine, **placement.engine_args(spec.scaling, spec.engine)}
-    return Replica(spec.model, engine, spec.budget, spec.defaults, budgets=budgeted)
+    return Replica(spec.model, engine, spec.budget, spec.defaults, budgets=budgeted, seed=spec.seed)
 
 
 class GenerateStage:
@@ -101,10 +101,10 @@ class GenerateStage:
                 continue
             added += 1
             if isinstance(batch.records[i], RecordError):
-                self.pool.add(error_row(batch.ids[i], model, batch.records[i]), (batch, i))
+                self.pool.add([error_row(batch.ids[i], model, batch.records[i])], (batch, i))
             elif crashes >= ENGINE_MAX_CRASHES:
                 error = RecordError("engine_crash", f"the engine died {crashes} times while this record ran")
-                self.pool.add(error_row(batch.ids[i], model, error), (batch, i))
+                self.pool.add([error_row(batch.ids[i], model, error)], (batch, i))
             elif crashes:
                 self.pool.submit(self.suspects.submit(self._alone, batch.records[i], batch.ids[i]), (batch, i))
             else:
@@ -112,17 +112,20 @@ class GenerateStage:
         for i, future in zip(fresh, self.replica.submit([batch.records[i] for i in fresh], [batch.ids[i] for i in fresh])):
             self.pool.submit(future, (batch, i))
         try:
-            rows, columns = gather(self.pool.take(added))
+            taken = self.pool.take(added)
         except EngineDied:
             # Only a new process can host a new engine: Ray restarts this actor and retries its batches.
             os._exit(1)
+        rows, columns = gather(taken)
+        # A record failed when none of its rows is an answer (one sample's error is that sample's row).
+        failed = sum(all(r["error"] is not None and r["content"] is None for r in record_rows) for record_rows, _ in taken)
         verdict = ray.get(self.progress.taken.remote(
-            [r["id"] for r in rows], sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
+            [record_rows[0]["id"] for record_rows, _ in taken], failed, sum(r["completion_tokens"] for r in rows)))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
         return assemble(rows, columns, self.passthrough)
 
-    def _alone(self, record: dict, rid: str) -> dict:
+    def _alone(self, record: dict, rid: str) -> list[dict]:
         return self.replica.submit([record], [rid])[0].result()
 
 
@@ -164,7 +167,7 @@ def _progress_actor(max_fraction: float, min_records: int):
             self.tally.ready(at)
 
         def taken(self, ids: list[str], errors: int, tokens: int) -> str:
-            """Rows a replica handed to the writer; returns the early-stop verdict ("" to go on)."""
+            """Records whose rows a replica handed to the writer; returns the early-stop verdict ("" to go on)."""
             self.ledger.end(ids)
             self.handed_out.add(ids)
             return self.tally.add(len(ids), errors, tokens)
@@ -225,7 +228,7 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
     if state == "done":
         return dataclasses.replace(prefix.read_stats(), already_complete=True)
     prefix.clear_staging()
-    skipped = prefix.committed_rows() if state == "resume" else 0
+    skipped = prefix.committed_records() if state == "resume" else 0
     prefix.write_manifest(manifest)
     if spec.model.path == TOY_MODEL:
         resolve_path(TOY_MODEL)  # built once here, not by every replica at the same time
@@ -245,7 +248,7 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
             # A replica that dies may leave records that no retried batch holds any more (`flow`): another
             # pass over what the checkpoint has not committed runs them, while passes make progress.
             before = -1
-            while (committed := prefix.committed_rows()) < scanned.records:
+            while (committed := prefix.committed_records()) < scanned.records:
                 if committed == before:
                     raise JobFailed(f"{scanned.records - committed} records have no row after a pass that added "
                                     f"none; run the job again to resume them")

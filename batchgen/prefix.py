@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchgen.rows import OUTPUT_SCHEMA
@@ -97,13 +98,20 @@ class OutputPrefix:
     def data_files(self) -> list[str]:
         return data_files(self.fs, self.path)
 
-    def committed_rows(self) -> int:
-        """Rows Ray Data's checkpoint has committed (their data files are whole and counted)."""
+    def committed_records(self) -> int:
+        """Records Ray Data's checkpoint has committed (their data files are whole and counted): distinct
+        ids, as a record with `n` samples commits `n` rows under its id, all in the same data file (a
+        replica returns a record's rows together)."""
+        from batchgen.identity import ROW_KEY
+
         folder = self._file(CHECKPOINT_DIR)
         if not self.fs.exists(folder):
             return 0
         files = [f for f in self.fs.find(folder) if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)]
-        return sum(pq.read_metadata(self.fs.open(f, "rb")).num_rows for f in files)
+        if not files:
+            return 0
+        ids = pa.concat_tables([pq.read_table(self.fs.open(f, "rb"), columns=[ROW_KEY]) for f in files]).column(ROW_KEY)
+        return pc.count_distinct(ids).as_py()
 
     def state(self, manifest: Manifest, allow_changed_spec: bool = False) -> str:
         """"new", "resume" or "done"; raises PrefixRefused when this prefix is another job's."""
@@ -112,7 +120,7 @@ class OutputPrefix:
                 raise PrefixRefused(f"output.uri {self.uri} holds data files that no batchgen job wrote there; "
                                     "write to a new output.uri")
             return "new"
-        if not self.data_files() and not self.committed_rows():
+        if not self.data_files() and not self.committed_records():
             return "new"  # an earlier run stopped before committing anything: nothing to protect
         previous = self.read_manifest()
         if previous.get("input") != manifest.input:

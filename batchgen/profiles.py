@@ -56,6 +56,9 @@ class ReasoningProfile:
     honours_flags: bool
     mode_switch: str | None  # how a mode reaches the template: "system_flag", "enable_thinking" or None
     think_end: str | None = "</think>"
+    # vLLM's reasoning parser for these tags: its structured outputs wait for the end of thinking only when
+    # the engine has one (`vllm/v1/structured_output/__init__.py`, `reasoning_parser`).
+    vllm_reasoning_parser: str | None = "deepseek_r1"
 
     def effective_mode(self, reasoning: str | None, messages: list[dict], job_default: str | None) -> str:
         flagged = flag_mode(messages) if self.honours_flags else None
@@ -134,7 +137,7 @@ PROFILES = {
         ReasoningProfile("nemotron-nano-v2", "on", frozenset({"on", "off"}), True, "system_flag"),
         ReasoningProfile("qwen3", "on", frozenset({"on", "off"}), True, "enable_thinking"),
         ReasoningProfile("deepseek-r1", "on", frozenset({"on"}), False, None),
-        ReasoningProfile("none", "off", frozenset({"off"}), False, None, think_end=None),
+        ReasoningProfile("none", "off", frozenset({"off"}), False, None, think_end=None, vllm_reasoning_parser=None),
     )
 }
 

@@ -7,6 +7,7 @@ mode unless the record sets its own values, and a thinking budget becomes a `Bud
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from batchgen.budget import BudgetPlan
@@ -24,8 +25,22 @@ class EngineInput:
     mode: str
     prompt: str
     prompt_ids: list[int]
-    sampling: dict  # SamplingParams keyword arguments
+    sampling: dict  # SamplingParams keyword arguments, `seed` the record's own if it set one
     budget: BudgetPlan | None
+    n: int = 1
+    structured: dict | None = None  # `records.Request.structured`
+    logprobs: int | None = None
+
+
+def sample_seed(job_seed: int, record_id: str, index: int, record_seed: int | None) -> int:
+    """The seed of sample `index` of a record: its own `seed` plus the index (as vLLM seeds the children of
+    a request with `n`, `vllm/v1/engine/parallel_sampling.py`), else one derived from the job's `seed`, the
+    record's id and the index, so a rerun or a resumed job draws the same samples. 63 bits (torch's
+    generator takes up to 64)."""
+    if record_seed is not None:
+        return record_seed + index
+    digest = hashlib.sha256(f"{job_seed}\x00{record_id}\x00{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def single_token_id(tokenizer, text: str) -> int:
@@ -93,6 +108,9 @@ class PromptBuilder:
             prompt_ids=prompt_ids,
             sampling=sampling_kwargs(request, mode, max_tokens),
             budget=self._plan(request, mode, prompt),
+            n=request.n,
+            structured=request.structured,
+            logprobs=request.logprobs,
         )
 
     def _plan(self, request: Request, mode: str, prompt: str) -> BudgetPlan | None:
@@ -104,12 +122,18 @@ class PromptBuilder:
         after the grace), and strict mode closes it at once with `close_text`."""
         if mode != "on" or request.max_thinking_tokens is None or self.end_token_id is None:
             return None
+        close_ids, close_at_line_break_ids = self.close_ids, self.close_at_line_break_ids
+        if request.structured:
+            # The grammar takes over right after the end of thinking (vLLM's structured outputs wait for it):
+            # forced text after it could break the grammar, so a structured record's close ends there.
+            close_ids, close_at_line_break_ids = (ids[:ids.index(self.end_token_id) + 1]
+                                                  for ids in (close_ids, close_at_line_break_ids))
         return BudgetPlan(
             budget=request.max_thinking_tokens,
             grace=self.budget.grace_tokens,
             strict=self.budget.mode == "strict",
             end_token_id=self.end_token_id,
-            close_ids=self.close_ids,
-            close_at_line_break_ids=self.close_at_line_break_ids,
+            close_ids=close_ids,
+            close_at_line_break_ids=close_at_line_break_ids,
             starts_at_line_break=prompt.endswith("\n"),
         )

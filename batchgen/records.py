@@ -104,6 +104,48 @@ def whole_number(value: Any) -> Any:
     return value
 
 
+class JsonSchema(BaseModel):
+    """OpenAI's `response_format.json_schema`: the schema under `schema`, a `name`, optional `strict`."""
+
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+    name: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`: `{"type": "text"}`, `{"type": "json_object"}` or
+    `{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise PydanticCustomError(
+                "invalid_value", 'json_schema is given exactly when type is "json_schema"')
+        return self
+
+
+class StructuredOutputs(BaseModel):
+    """vLLM's `structured_outputs` (`vllm.sampling_params.StructuredOutputsParams`): exactly one of
+    `choice` (the answer is one of these strings), `regex`, `json` (a JSON Schema) or `grammar` (EBNF)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    choice: list[str] | None = Field(None, min_length=1)
+    regex: str | None = None
+    json_: dict[str, Any] | None = Field(None, alias="json")
+    grammar: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StructuredOutputs:
+        if len(self.model_dump(exclude_none=True)) != 1:
+            raise PydanticCustomError("invalid_value", "structured_outputs takes exactly one of choice, regex, json, grammar")
+        return self
+
+
 class RecordFields(BaseModel):
     """The fields a record (or the job's `defaults`) may set to steer generation."""
 
@@ -117,8 +159,16 @@ class RecordFields(BaseModel):
     seed: int | None = Field(None, description="per-record sampling seed")
     stop: str | list[str] | None = Field(None, description="stop strings")
     tools: list[Tool] | None = Field(None, description="OpenAI function definitions offered to the model")
+    n: int | None = Field(None, ge=1, description="samples per record, each its own row (sample_index); null: 1")
+    response_format: ResponseFormat | None = Field(
+        None, description='OpenAI\'s: {"type": "json_object"} or {"type": "json_schema", "json_schema": {"schema": ...}}; '
+        "constrains the answer only, through vLLM's structured outputs")
+    structured_outputs: StructuredOutputs | None = Field(
+        None, description="vLLM's: one of choice, regex, json, grammar; constrains the answer only")
+    logprobs: bool | None = Field(None, description="each generated token's logprob in the logprobs column")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="alternatives per token (0-20) when logprobs is on")
 
-    @field_validator("max_thinking_tokens", "max_tokens", "top_k", "seed", mode="before")
+    @field_validator("max_thinking_tokens", "max_tokens", "top_k", "seed", "n", "top_logprobs", mode="before")
     @classmethod
     def _whole_number(cls, value: Any) -> Any:
         return whole_number(value)
@@ -155,6 +205,12 @@ class InputRecord(RecordFields):
         return messages
 
     @model_validator(mode="after")
+    def _one_constraint(self) -> InputRecord:
+        if self.response_format is not None and self.structured_outputs is not None:
+            raise PydanticCustomError("invalid_value", "give response_format or structured_outputs, not both")
+        return self
+
+    @model_validator(mode="after")
     def _one_prompt(self) -> InputRecord:
         if (self.prompt is None) == (self.messages is None):
             code = "missing_prompt" if self.prompt is None else "conflicting_prompt"
@@ -189,11 +245,28 @@ class Request:
     max_thinking_tokens: int | None
     max_tokens: int | None
     sampling: dict = field(default_factory=dict)  # the record's (or default's) own sampling values
+    n: int = 1
+    # vLLM `StructuredOutputsParams` keyword arguments (`choice`, `regex`, `json`, `grammar`, `json_object`),
+    # with `field`: the record field they came from, for error messages. None: a free answer.
+    structured: dict | None = None
+    logprobs: int | None = None  # top alternatives per token (vLLM's `logprobs`); None: no logprobs
+
+
+def structured_of(response_format: ResponseFormat | None, structured_outputs: StructuredOutputs | None) -> dict | None:
+    """The vLLM structured-output arguments of a record's `response_format` (OpenAI's) or
+    `structured_outputs` (vLLM's), with `field` naming which; None for a free answer (`{"type": "text"}`)."""
+    if structured_outputs is not None:
+        return {"field": "structured_outputs", **structured_outputs.model_dump(exclude_none=True, by_alias=True)}
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return {"field": "response_format", "json_object": True}
+    return {"field": "response_format", "json": response_format.json_schema.schema_}
 
 
 def _error_code(error: dict) -> str:
     kind, loc = error["type"], error["loc"]
-    if kind in {"missing_prompt", "conflicting_prompt", "empty_messages", "invalid_content"}:
+    if kind in {"missing_prompt", "conflicting_prompt", "empty_messages", "invalid_content", "invalid_value"}:
         return kind
     if "tools" in loc:
         return "invalid_tools"
@@ -268,6 +341,12 @@ def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | Non
     if record.system is not None:
         messages = [{"role": "system", "content": record.system}, *messages]
     tools = pick("tools")
+    # A record's own constraint replaces the defaults' (whichever of the two fields either used).
+    own_constraint = record.response_format is not None or record.structured_outputs is not None
+    constraint = record if own_constraint else defaults
+    top_logprobs = pick("top_logprobs")
+    if top_logprobs is not None and not pick("logprobs"):
+        return RecordError("invalid_value", f"top_logprobs: needs logprobs: true, as in OpenAI's API (got {top_logprobs})")
     return Request(
         id=row_id if row_id is not None else ("" if record.id is None else str(record.id)),
         messages=messages,
@@ -277,6 +356,9 @@ def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | Non
         max_thinking_tokens=pick("max_thinking_tokens"),
         max_tokens=pick("max_tokens"),
         sampling={name: pick(name) for name in SAMPLING_FIELDS if pick(name) is not None},
+        n=pick("n") or 1,
+        structured=structured_of(constraint.response_format, constraint.structured_outputs),
+        logprobs=(top_logprobs or 0) if pick("logprobs") else None,
     )
 
 

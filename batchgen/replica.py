@@ -22,11 +22,12 @@ from batchgen.budget import budget_close, line_break_token_ids
 from batchgen.flow import EngineDied
 from batchgen.identity import id_text
 from batchgen.models import engine_defaults, load_tokenizer, profile_for, resolve_path
-from batchgen.outputs import reasoning_end, split_reasoning
-from batchgen.prompting import EngineInput, PromptBuilder
+from batchgen.outputs import reasoning_end, split_reasoning, token_logprobs
+from batchgen.prompting import EngineInput, PromptBuilder, sample_seed
 from batchgen.records import RecordError, RecordFields, normalize
 from batchgen.rows import answer_row, error_row
 from batchgen.spec import BudgetSpec, ModelSpec
+from batchgen.tool_parsers import tool_parser_for
 
 
 def stop_strings(stop: str | list[str] | None) -> list[str]:
@@ -96,12 +97,14 @@ class AnswerStops:
 
 @dataclass(frozen=True)
 class Completion:
-    """What one request generated: its token ids, why it ended and, when a stop string ended its answer,
-    the answer's text before that string (None: the answer is its decoded ids)."""
+    """What one request generated: its token ids, why it ended, when a stop string ended its answer the
+    answer's text before that string (None: the answer is its decoded ids), and vLLM's logprobs per token
+    when asked."""
 
     token_ids: list[int]
     finish_reason: str
     content: str | None = None
+    logprobs: list[dict] | None = None
 
 
 def _import_vllm():
@@ -128,12 +131,16 @@ def check_model_runner(vllm_config, budgets: bool) -> None:
         raise RuntimeError(V2_RUNNER_REFUSED)
 
 
-def refused(exc: Exception) -> RecordError:
+def refused(exc: Exception, structured: dict | None = None) -> RecordError:
     """The `invalid_value` error of a record whose values vLLM or batchgen refused. vLLM's request checks
     raise `VLLMValidationError` (`vllm/exceptions.py`: not a ValueError), which may carry the `parameter`
-    and `value` it refused; they lead the message, as in batchgen's own record errors."""
+    and `value` it refused; they lead the message, as in batchgen's own record errors. A grammar vLLM's
+    structured-output backend cannot compile ("Grammar error: ...", no parameter) is named by the record's
+    field (`structured["field"]`)."""
     parameter, value = getattr(exc, "parameter", None), getattr(exc, "value", None)
     message = str(exc.args[0]) if exc.args else str(exc)
+    if parameter is None and structured and "grammar" in message.lower():
+        parameter = structured["field"]
     if parameter is None:
         return RecordError("invalid_value", message)
     return RecordError("invalid_value", f"{parameter}: {message}" + (f" (got {value!r:.80})" if value is not None else ""))
@@ -147,6 +154,7 @@ class Replica:
         budget: BudgetSpec | None = None,
         defaults: RecordFields | None = None,
         budgets: bool = True,
+        seed: int = 0,
     ):
         vllm, AsyncLLM = _import_vllm()
         from vllm.platforms import current_platform
@@ -155,11 +163,14 @@ class Replica:
 
         self.model_name = model.path
         self.defaults = defaults or RecordFields()
+        self.seed = seed
         path = resolve_path(model.path)
         self.tokenizer = load_tokenizer(model, path)
         self.profile = profile_for(model, self.tokenizer)
+        self.tool_parser = tool_parser_for(self.profile.name, self.tokenizer)
         engine = dict(engine or {})
-        args = {**engine_defaults(model, path, current_platform.is_cpu()), **engine}
+        reasoning_parser = {"reasoning_parser": self.profile.vllm_reasoning_parser} if self.profile.vllm_reasoning_parser else {}
+        args = {**engine_defaults(model, path, current_platform.is_cpu()), **reasoning_parser, **engine}
         args.update(
             model=path,
             revision=model.revision,
@@ -196,8 +207,9 @@ class Replica:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
-        """Starts every record as its own engine request at once; one Future per record resolves to its
-        output row (an error row for a record that cannot run), or raises `EngineDied`. Thread-safe.
+        """Starts every record (each of its `n` samples its own engine request) at once; one Future per
+        record resolves to its output rows, one per sample (one error row for a record that cannot run), or
+        raises `EngineDied`. Thread-safe.
 
         Prompts are built here, on the caller's thread, not on the engine's event loop, which must keep
         taking the engine's outputs; one caller at a time, as a Hugging Face tokenizer used from several
@@ -207,17 +219,17 @@ class Replica:
             prepared = [self._prepare(raw, rid) for raw, rid in zip(records, ids)]
         for rid, request in zip(ids, prepared):
             if isinstance(request, EngineInput):
-                futures.append(asyncio.run_coroutine_threadsafe(self._generate_one(request, rid), self._loop))
+                futures.append(asyncio.run_coroutine_threadsafe(self._generate_record(request, rid), self._loop))
             else:
                 futures.append(Future())
-                futures[-1].set_result(request)
+                futures[-1].set_result([request])
         return futures
 
     def generate(self, records: list[dict], ids: list[str] | None = None) -> list[dict]:
-        """One output row per record, in order (blocking). `ids` are the rows' ids (the job's, from
-        `batchgen.identity`); without them, each record's own id."""
+        """The output rows of the records, in order, a record's samples in sample order (blocking). `ids`
+        are the records' ids (the job's, from `batchgen.identity`); without them, each record's own id."""
         ids = ids if ids is not None else [id_text(raw.get("id")) or "" for raw in records]
-        return [future.result() for future in self.submit(records, ids)]
+        return [row for future in self.submit(records, ids) for row in future.result()]
 
     def _prepare(self, raw: dict, rid: str) -> EngineInput | dict:
         """A record's engine input, or its error row."""
@@ -233,34 +245,49 @@ class Replica:
             return error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids))
         return prepared
 
-    async def _generate_one(self, prepared: EngineInput, rid: str) -> dict:
+    async def _generate_record(self, prepared: EngineInput, rid: str) -> list[dict]:
+        """A record's rows: its `n` samples run as `n` engine requests at once, each with its own seed
+        (`prompting.sample_seed`). vLLM's own `n` fans a request out into the same `n` child requests
+        (`vllm/v1/engine/parallel_sampling.py`); one request per sample keeps budgets, answer-only stop
+        strings and seeds per sample. Values vLLM refuses are the record's: one error row."""
         from vllm.exceptions import VLLMValidationError
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        try:
-            completion = await self._complete(prepared)
-        except EngineDeadError as exc:  # not this record's fault: the caller must restart the replica
-            raise EngineDied(str(exc)) from exc
-        except (ValueError, VLLMValidationError) as exc:  # the record's values were refused
-            return error_row(rid, self.model_name, refused(exc), prepared.mode, len(prepared.prompt_ids))
-        except Exception as exc:
-            error = RecordError("engine_error", f"{type(exc).__name__}: {exc}")
-            return error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids))
-        return self._shape(prepared, completion)
+        own_seed = prepared.sampling.get("seed")
+        seeds = [sample_seed(self.seed, rid, k, own_seed) for k in range(prepared.n)]
+        done = await asyncio.gather(*(self._complete(prepared, seed) for seed in seeds), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, EngineDeadError):  # not this record's fault: the caller must restart the replica
+                raise EngineDied(str(outcome)) from outcome
+        for outcome in done:
+            if isinstance(outcome, (ValueError, VLLMValidationError)):  # the record's values were refused
+                return [error_row(rid, self.model_name, refused(outcome, prepared.structured), prepared.mode,
+                                  len(prepared.prompt_ids))]
+        rows = []
+        for k, outcome in enumerate(done):
+            if isinstance(outcome, BaseException):
+                error = RecordError("engine_error", f"{type(outcome).__name__}: {outcome}")
+                rows.append(error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids), k))
+            else:
+                rows.append(self._shape(prepared, outcome, k))
+        return rows
 
-    async def _complete(self, prepared: EngineInput) -> Completion:
+    async def _complete(self, prepared: EngineInput, seed: int) -> Completion:
         """Runs one record as one engine request. Stop strings are not given to vLLM, which would match them
         in the reasoning too: a record that has some streams its tokens (`RequestOutputKind.DELTA`) through
         `AnswerStops`, and the request is aborted once its answer holds one. A record without any gets only
         its final output, as no one reads the steps. Raises ValueError for values vLLM or `stop_strings`
         refuse."""
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        sampling = dict(prepared.sampling)
+        sampling = {**prepared.sampling, "seed": seed}
         stops = stop_strings(sampling.pop("stop", None))
+        structured = {k: v for k, v in (prepared.structured or {}).items() if k != "field"}
         params = SamplingParams(
             **sampling,
+            logprobs=prepared.logprobs,
+            structured_outputs=StructuredOutputsParams(**structured) if structured else None,
             extra_args=prepared.budget.to_extra_args() if prepared.budget else None,
             output_kind=RequestOutputKind.DELTA if stops else RequestOutputKind.FINAL_ONLY,
             detokenize=False,  # the split and `AnswerStops` decode token ids themselves
@@ -274,24 +301,43 @@ class Replica:
                 return await self._until_stop(outputs, request_id, watch)
             async for output in outputs:
                 final = output.outputs[0]
-        return Completion(list(final.token_ids), final.finish_reason or "stop")
+        return Completion(list(final.token_ids), final.finish_reason or "stop", None,
+                          None if final.logprobs is None else list(final.logprobs))
 
     async def _until_stop(self, outputs, request_id: str, stops: AnswerStops) -> Completion:
-        finish_reason = None
+        finish_reason, logprobs = None, []
         async for output in outputs:
             step = output.outputs[0]
+            logprobs.extend(step.logprobs or [])
             # A step may hold several tokens (outputs merge while this task waits): cut at the exact one.
             for token_id in step.token_ids:
                 if stops.push(token_id):
                     await self._engine.abort(request_id)
-                    return Completion(stops.token_ids, "stop", stops.content)
+                    n = len(stops.token_ids)
+                    return Completion(stops.token_ids, "stop", stops.content, logprobs[:n] if logprobs else None)
             finish_reason = step.finish_reason
-        return Completion(stops.token_ids, finish_reason or "stop")
+        return Completion(stops.token_ids, finish_reason or "stop", None, logprobs or None)
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
-    def _shape(self, prepared: EngineInput, completion: Completion) -> dict:
+    def _decode_answer(self, answer_ids: list[int]) -> str:
+        if not self.tool_parser.keeps_special_tokens:
+            return self._decode(answer_ids)
+        # The parser reads special-token markers (DeepSeek's), so they stay; the end-of-text token does not.
+        if answer_ids and answer_ids[-1] == self.tokenizer.eos_token_id:
+            answer_ids = answer_ids[:-1]
+        return self.tokenizer.decode(answer_ids, skip_special_tokens=False)
+
+    def _logprobs(self, completion: Completion, prepared: EngineInput, reasoning_ids: list[int] | None) -> dict | None:
+        if completion.logprobs is None:
+            return None
+        shaped = token_logprobs(completion.token_ids, completion.logprobs, prepared.logprobs,
+                                lambda token_id: self.tokenizer.decode([token_id]))
+        cut = len(reasoning_ids or [])
+        return {"reasoning_content": None if reasoning_ids is None else shaped[:cut], "content": shaped[cut:]}
+
+    def _shape(self, prepared: EngineInput, completion: Completion, sample_index: int) -> dict:
         ids = completion.token_ids
         end_id = self.prompts.end_token_id
         reasoning_ids, answer_ids = split_reasoning(ids, prepared.mode, end_id)
@@ -304,7 +350,11 @@ class Replica:
             model=self.model_name,
             mode=prepared.mode,
             reasoning_text=reasoning_text,
-            content=self._decode(answer_ids) if completion.content is None else completion.content,
+            content=self._decode_answer(answer_ids) if completion.content is None else completion.content,
+            sample_index=sample_index,
+            logprobs=self._logprobs(completion, prepared, reasoning_ids),
+            structured=prepared.structured,
+            tool_parser=self.tool_parser.parse,
             finish_reason=completion.finish_reason,
             reasoning_end=reasoning_end(
                 prepared.mode, ids, end_id,

@@ -15,7 +15,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from batchgen.outputs import parse_tool_calls
+from batchgen.outputs import ToolParse, check_structured, parse_tool_calls
 from batchgen.records import RecordError
 
 
@@ -25,11 +25,31 @@ class ToolCall(BaseModel):
     arguments: str = Field(description="the arguments as JSON text")
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+
+
+class TokenLogprob(BaseModel):
+    """One generated token, as OpenAI's chat API gives it (`choices[].logprobs.content[]`, without `bytes`)."""
+
+    token: str
+    logprob: float = Field(description="-9999.0 for a token the sampler could not have drawn (OpenAI's value), never -inf")
+    top_logprobs: list[TopLogprob] = Field(description="the top_logprobs most likely tokens at this position, most likely first")
+
+
+class Logprobs(BaseModel):
+    reasoning_content: list[TokenLogprob] | None = Field(description="the reasoning's tokens, end of thinking included; null with reasoning off")
+    content: list[TokenLogprob]
+
+
 class OutputRow(BaseModel):
     """One output row (before the record's passthrough fields). The defaults are an error row's."""
 
     model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
     id: str = Field(description="the record's id as text")
+    sample_index: int | None = Field(None, description="which of the record's n samples (0-based); with id, the row's "
+                                     "unique key; null on the one row of a record that could not run")
     reasoning: Literal["on", "off"] | None = Field(None, description="the effective mode; null when the record could not run")
     reasoning_content: str | None = Field(None, description="the reasoning; null when reasoning was off")
     content: str | None = Field(None, description="the answer without tool-call blocks; null on error rows")
@@ -42,6 +62,7 @@ class OutputRow(BaseModel):
     prompt_tokens: int = 0
     reasoning_tokens: int = Field(0, description="generated tokens up to and including the end of thinking")
     completion_tokens: int = Field(0, description="all generated tokens, reasoning plus answer")
+    logprobs: Logprobs | None = Field(None, description="per generated token, split like the text; null unless the record asked")
     error: str | None = Field(None, description='null, or "code: message"')
     model: str
 
@@ -68,25 +89,35 @@ def _arrow_type(annotation) -> pa.DataType:
 OUTPUT_SCHEMA = pa.schema([(name, _arrow_type(f.annotation)) for name, f in OutputRow.model_fields.items()])
 
 
-def error_row(record_id: str, model: str, error: RecordError, mode: str | None = None, prompt_tokens: int = 0) -> dict:
-    """The row of a record that produced no answer: `error` is "code: message"."""
+def error_row(record_id: str, model: str, error: RecordError, mode: str | None = None, prompt_tokens: int = 0,
+              sample_index: int | None = None) -> dict:
+    """The row of a record (or of one of its samples, `sample_index`) that produced no answer: `error` is
+    "code: message"."""
     values = {**_ERROR_ROW, "id": record_id, "model": model, "reasoning": mode, "prompt_tokens": prompt_tokens,
-              "error": str(error)}
+              "error": str(error), "sample_index": sample_index}
     return {name: values[name] for name in OUTPUT_FIELDS}
 
 
 def answer_row(
     *, record_id: str, model: str, mode: str, reasoning_text: str | None, content: str, finish_reason: str,
     reasoning_end: str | None, prompt_tokens: int, reasoning_tokens: int, completion_tokens: int,
+    sample_index: int = 0, logprobs: dict | None = None, structured: dict | None = None,
+    tool_parser: ToolParse = parse_tool_calls,
 ) -> dict:
-    """The row of a generated answer. Tool-call blocks are parsed out of `content` (a parse failure keeps
-    the text and says why in `error`); a stop with tool calls is `finish_reason` "tool_calls", as in
-    OpenAI's API. Token counts are in tokens; `reasoning_tokens` includes the end-of-thinking token."""
-    content, tool_calls, error = parse_tool_calls(content.strip(), record_id)
+    """The row of a generated answer. A structured answer (`structured`, `records.Request.structured`) is
+    checked (`outputs.check_structured`); otherwise tool calls are parsed out of `content` by the profile's
+    `tool_parser` (a parse failure keeps the text and says why in `error`); a stop with tool calls is
+    `finish_reason` "tool_calls", as in OpenAI's API. Token counts are in tokens; `reasoning_tokens`
+    includes the end-of-thinking token."""
+    if structured:
+        content, tool_calls, error = content.strip(), None, check_structured(content.strip(), structured)
+    else:
+        content, tool_calls, error = tool_parser(content.strip(), record_id)
     if tool_calls and finish_reason == "stop":
         finish_reason = "tool_calls"
     return {
         "id": record_id,
+        "sample_index": sample_index,
         "reasoning": mode,
         "reasoning_content": None if mode == "off" else (reasoning_text or "").strip(),
         "content": content,
@@ -97,6 +128,7 @@ def answer_row(
         "prompt_tokens": prompt_tokens,
         "reasoning_tokens": reasoning_tokens,
         "completion_tokens": completion_tokens,
+        "logprobs": logprobs,
         "error": error,
         "model": model,
     }

@@ -91,6 +91,8 @@ class JobSpec(Section):
     input: InputSpec
     output: OutputSpec
     defaults: RecordFields = Field(default_factory=RecordFields, description="record fields applied where a record sets none")
+    seed: int = Field(0, description="the job's seed: a record without its own seed samples with one derived from this, "
+                      "its id and the sample index, so reruns and resumed jobs draw the same samples")
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     errors: ErrorsSpec = Field(default_factory=ErrorsSpec)

@@ -87,7 +87,7 @@ def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dic
     spec = manifest["spec"]
     found = Survey(
         uri=uri, job=spec["name"], fingerprint=manifest["fingerprint"], model=spec["model"]["path"],
-        input_uri=spec["input"]["uri"], state=state, done=table.num_rows, committed=prefix.committed_rows(),
+        input_uri=spec["input"]["uri"], state=state, done=table.num_rows, committed=prefix.committed_records(),
         # a complete output holds one row per input record, whether or not its job wrote the count
         total=manifest.get("records", table.num_rows if state == "complete" else None),
         files=len(files), stats=stats, **_tally(table),

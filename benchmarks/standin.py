@@ -27,7 +27,8 @@ DEFAULT_MAX_TOKENS = 16
 
 
 class StandInReplica:
-    """`submit(records, ids)` -> one Future per record, resolved when its last step ran."""
+    """`submit(records, ids)` -> one Future per record, resolved (to its one row: samples are not
+    modelled) when its last step ran."""
 
     def __init__(self, spec: JobSpec, budgeted: bool = False):  # budgets are not modelled: lengths are given
         self.model_name = f"stand-in:{spec.model.path}"
@@ -45,7 +46,7 @@ class StandInReplica:
             future = Future()
             request = normalize(raw, self.defaults, row_id=rid)
             if isinstance(request, RecordError):
-                future.set_result(error_row(rid, self.model_name, request))
+                future.set_result([error_row(rid, self.model_name, request)])
             else:
                 with self._lock:
                     self._waiting.append((future, rid, request, request.max_tokens or DEFAULT_MAX_TOKENS))
@@ -67,11 +68,11 @@ class StandInReplica:
             for seq in running:
                 seq[3] -= 1
             for future, rid, request, _, tokens in [s for s in running if s[3] <= 0]:
-                future.set_result(answer_row(
+                future.set_result([answer_row(
                     record_id=rid, model=self.model_name, mode="off", reasoning_text=None,
                     content=" ".join(["token"] * min(tokens, 64)), finish_reason="length", reasoning_end=None,
                     prompt_tokens=len(str(request.messages[-1]["content"]).split()), reasoning_tokens=0,
-                    completion_tokens=tokens))
+                    completion_tokens=tokens)])
             running = [s for s in running if s[3] > 0]
             if time.time() - window_start >= 0.5 and occupancy:  # one event per half second, not per step
                 # With it, the stand-in's own CPU so far: the pipeline benchmark counts everything but it.

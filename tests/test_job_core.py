@@ -94,8 +94,8 @@ def test_values_parquet_cannot_hold_round_trip_as_json_text(tmp_path, value, oth
 def test_types_that_differ_across_records_and_files_give_one_schema(tmp_path):
     # Each file is its own block: null first and a string later; an int here and a string there;
     # ints and floats; structs with different keys.
-    write_lines(tmp_path / "in" / "a.jsonl", [{"prompt": "x", "note": None, "n": 1, "x": 1, "s": {"a": 1}}])
-    write_lines(tmp_path / "in" / "b.jsonl", [{"prompt": "x", "note": "hi", "n": "one", "x": 2.5, "s": {"b": "z"}}])
+    write_lines(tmp_path / "in" / "a.jsonl", [{"prompt": "x", "note": None, "k": 1, "x": 1, "s": {"a": 1}}])
+    write_lines(tmp_path / "in" / "b.jsonl", [{"prompt": "x", "note": "hi", "k": "one", "x": 2.5, "s": {"b": "z"}}])
     tables = output_table(tmp_path / "in")
     out = tmp_path / "out"
     write_prefix(tables, out)
@@ -103,7 +103,7 @@ def test_types_that_differ_across_records_and_files_give_one_schema(tmp_path):
     dataset = pads.dataset(str(out))  # a plain glob, no schema merging asked for
     rows = dataset.to_table().to_pylist()
     assert [r["note"] for r in rows] == [None, "hi"]
-    assert [r["n"] for r in rows] == ["1", '"one"']  # mixed types: JSON text of each value
+    assert [r["k"] for r in rows] == ["1", '"one"']  # mixed types: JSON text of each value
     assert [r["x"] for r in rows] == [1.0, 2.5]
     assert [json.loads(r["s"]) for r in rows] == [{"a": 1}, {"b": "z"}]  # other keys: JSON text, exact
     import duckdb
@@ -132,7 +132,7 @@ def test_parquet_files_that_disagree_on_a_column_are_merged(tmp_path):
     rows = pa.concat_tables(tables).to_pylist()
     fs, inputs, result = scanned(folder)
     first, last = [decode(b, result.passthrough) for f in (inputs.files[0], inputs.files[2]) for b in read_file(fs, inputs, f)]
-    _, columns = gather([({}, (last, 0)), ({}, (first, 0))])  # rows of Parquet blocks gathered across batches
+    _, columns = gather([([{}], (last, 0)), ([{}], (first, 0))])  # rows of Parquet blocks gathered across batches
     assert [c.to_pylist() for c in columns] == [[None, 1.0], [None, '"x"']]
     assert [r["score"] for r in rows] == [1.0, 2.5, None] and [r["tag"] for r in rows] == ['"x"', "7", None]
 
@@ -237,12 +237,14 @@ def test_data_files_nobody_wrote_are_never_added_to(tmp_path):
         OutputPrefix(str(tmp_path / "out")).state(manifest)
 
 
-def test_committed_rows_count_only_committed_checkpoints(tmp_path):
+def test_committed_records_count_only_committed_checkpoints(tmp_path):
     checkpoint = tmp_path / "_checkpoint"
     checkpoint.mkdir(parents=True)
     pq.write_table(pa.table({"id": ["a", "b"]}), checkpoint / "part-1.parquet")
     pq.write_table(pa.table({"id": ["c"]}), checkpoint / "part-2.pending.parquet")
-    assert OutputPrefix(str(tmp_path)).committed_rows() == 2
+    # a record with two samples commits its id twice: one record
+    pq.write_table(pa.table({"id": ["d", "d"]}), checkpoint / "part-3.parquet")
+    assert OutputPrefix(str(tmp_path)).committed_records() == 3
 
 
 def test_a_local_data_file_appears_only_when_written_whole(tmp_path):
@@ -277,14 +279,16 @@ def test_the_row_model_gives_the_arrow_schema_and_error_rows():
 
 
 def test_rows_of_several_batches_keep_their_own_passthrough_values(tmp_path):
-    write_lines(tmp_path / "in.jsonl", [{"id": str(i), "prompt": "x", "n": i} for i in range(4)])
+    write_lines(tmp_path / "in.jsonl", [{"id": str(i), "prompt": "x", "k": i} for i in range(4)])
     fs, inputs, result = scanned(tmp_path / "in.jsonl")
     (block,) = read_file(fs, inputs, inputs.files[0])
     first, second = (decode(block.slice(0, 2), result.passthrough), decode(block.slice(2, 2), result.passthrough))
-    row = lambda rid: error_row(rid, "m", RecordError("x", "y"))  # noqa: E731
-    rows, columns = gather([(row("3"), (second, 1)), (row("0"), (first, 0)), (row("2"), (second, 0))])
+    row = lambda rid, k=None: error_row(rid, "m", RecordError("x", "y"), sample_index=k)  # noqa: E731
+    # A record's rows come together (one per sample); each carries the record's passthrough values.
+    rows, columns = gather([([row("3")], (second, 1)), ([row("0", 0), row("0", 1)], (first, 0)), ([row("2")], (second, 0))])
     table = assemble(rows, columns, result.passthrough)
-    assert [(r["id"], r["n"]) for r in table.to_pylist()] == [("3", 3), ("2", 2), ("0", 0)]
+    assert [(r["id"], r["sample_index"], r["k"]) for r in table.to_pylist()] == [
+        ("3", None, 3), ("2", None, 2), ("0", 0, 0), ("0", 1, 0)]
     # A retried batch whose rows were all handed out already returns no rows: an empty block, same schema.
     empty = assemble(*gather([]), result.passthrough)
     assert empty.num_rows == 0 and empty.schema == schema(result.passthrough)
