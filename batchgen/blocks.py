@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from batchgen.passthrough import Passthrough
-from batchgen.records import INPUT_FIELDS, RecordError, parse_json_line
+from batchgen.records import INPUT_FIELDS, RecordError
 from batchgen.rows import OUTPUT_SCHEMA
-from batchgen.storage import INDEX, INTERNAL_COLUMNS, LINE, SOURCE
+from batchgen.storage import INDEX, INTERNAL_COLUMNS, LINE, SOURCE, parse_lines
 
 
 @dataclass
@@ -29,12 +29,13 @@ class InputBatch:
 
 
 def decode(block: pa.Table, passthrough: Passthrough,
-           duplicates: dict[tuple[str, int], RecordError] | None = None) -> InputBatch:
+           duplicates: dict[tuple[str, int], RecordError] | None = None, openai: bool = False) -> InputBatch:
     """Input rows (a records-mode block of `storage.read_stream`) as raw records. `duplicates` ((file,
-    number) -> error) turns later uses of an id into their error."""
+    number) -> error) turns later uses of an id into their error; `openai`: the lines are OpenAI Batch API
+    lines (`input.format: openai`)."""
     ids = block.column("id").to_pylist()
     if LINE in block.column_names:  # JSONL: parsed here, on the replica's worker, one error row per bad line
-        records = [parse_json_line(line) for line in block.column(LINE).to_pylist()]
+        records, _ = parse_lines(block.column(LINE).to_pylist(), openai)
         columns = passthrough.from_records(records)
     else:  # Parquet: passthrough columns are cast, not rebuilt, so they keep their Parquet types
         fields = [c for c in block.column_names if c in INPUT_FIELDS and c != "id" and c not in INTERNAL_COLUMNS]

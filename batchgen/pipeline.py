@@ -29,8 +29,9 @@ from batchgen import placement
 from batchgen.blocks import assemble, decode, gather, schema
 from batchgen.flow import EngineDied, RecordPool
 from batchgen.ledger import CrashLedger, HandedOut
+from batchgen.openai_batch import dumps, output_lines
 from batchgen.passthrough import Passthrough
-from batchgen.prefix import Manifest, OutputPrefix, PrefixRefused
+from batchgen.prefix import BATCH_OUTPUT, Manifest, OutputPrefix, PrefixRefused
 from batchgen.progress import Snapshot
 from batchgen.records import RecordError
 from batchgen.rows import error_row
@@ -84,6 +85,7 @@ class GenerateStage:
         self.progress = progress
         self.duplicates = duplicates
         self.passthrough = Passthrough.from_json(passthrough)
+        self.openai_input = spec.input.format == "openai"
         self.pool = RecordPool()
         # Records that were running when an engine died run one at a time, so the one that kills the
         # engine is found and, after ENGINE_MAX_CRASHES deaths, written as an error row instead of looping.
@@ -92,7 +94,7 @@ class GenerateStage:
     def __call__(self, block):
         import ray
 
-        batch = decode(block, self.passthrough, self.duplicates)
+        batch = decode(block, self.passthrough, self.duplicates, openai=self.openai_input)
         model = self.replica.model_name
         added = 0
         fresh = []
@@ -268,6 +270,8 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
     prefix.write_stats(stats)
     if failed := stats.failed_share(spec.errors.max_fraction):
         raise JobFailed(failed + _see_errors(spec))
+    if spec.output.format == "openai":
+        prefix.write_lines(BATCH_OUTPUT, (dumps(line) for line in output_lines(prefix.rows(), spec.name, int(started))))
     prefix.write_success()
     return stats
 
@@ -283,9 +287,10 @@ def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPr
     budgeted = scanned.budgeted or spec.defaults.max_thinking_tokens is not None
     generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicates)), progress,
                             scanned.duplicates, scanned.passthrough, budgeted, replica_factory)
+    data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai: Parquet, then the lines
     options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
-                   filename_provider=prefix.filename_provider(spec.output.format))
-    if spec.output.format == "parquet":
+                   filename_provider=prefix.filename_provider(data_format))
+    if data_format == "parquet":
         generated.write_parquet(prefix.path, schema=schema(scanned.passthrough), **options)
     else:
         generated.write_json(prefix.path, **options)

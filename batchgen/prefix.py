@@ -31,6 +31,7 @@ from batchgen.stats import JobStats, RowCounts
 from batchgen.storage import STAGING_PREFIX, InputSet, _format_of, arrow_fs, open_fs
 
 JOB_FILE, STATS_FILE, SUCCESS_FILE, CHECKPOINT_DIR = "_job.json", "_stats.json", "_SUCCESS", "_checkpoint"
+BATCH_OUTPUT = "_batch_output.jsonl"  # output.format openai: OpenAI Batch API output lines, written last
 SHAPING = ("model", "engine", "defaults", "budget")
 # Ray Data's name for a checkpoint written before its data file and not yet committed
 # (ray/data/checkpoint/checkpoint_writer.py: PENDING_CHECKPOINT_SUFFIX); a test checks it against Ray's.
@@ -180,6 +181,18 @@ class OutputPrefix:
             return None
         fmt = "json" if _format_of(files[0]) == "jsonl" else "parquet"
         return pads.dataset(files, filesystem=arrow_fs(self.fs), format=fmt).scanner(columns=columns)
+
+    def rows(self):
+        """Every row written, as dicts, data file by data file (streamed: one batch in memory at a time)."""
+        scanner = self.scanner(None)
+        for batch in scanner.to_batches() if scanner else ():
+            yield from batch.to_pylist()
+
+    def write_lines(self, name: str, lines) -> None:
+        """Text lines into `name` under the prefix (streamed)."""
+        with self.fs.open(self._file(name), "w") as handle:
+            for line in lines:
+                handle.write(line + "\n")
 
     def read(self, columns: list[str], files: list[str] | None = None) -> pa.Table:
         """`columns` of every row written (an empty table of the output schema's types when none are)."""

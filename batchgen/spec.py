@@ -52,12 +52,15 @@ class BudgetSpec(Section):
 
 class InputSpec(Section):
     uri: str = Field(description="file, directory or glob: local path, s3://, gs://, az://, memory://")
-    format: Literal["auto", "jsonl", "parquet"] = Field("auto", description="auto: from the file extensions")
+    format: Literal["auto", "jsonl", "parquet", "openai"] = Field(
+        "auto", description="auto: from the file extensions; openai: OpenAI Batch API input lines (JSONL)")
 
 
 class OutputSpec(Section):
     uri: str = Field(description="directory prefix the results are written under")
-    format: Literal["parquet", "jsonl"] = Field("parquet", description="data file format")
+    format: Literal["parquet", "jsonl", "openai"] = Field(
+        "parquet", description="data file format; openai: Parquet data files, and once every record has a row "
+        "_batch_output.jsonl, OpenAI Batch API output lines")
     min_rows_per_file: int = Field(
         1000, ge=1, description="rows gathered per data file: larger files suit data lakes, smaller ones lose less on a crash"
     )

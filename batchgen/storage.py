@@ -32,7 +32,8 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from batchgen.identity import InputNames, input_root, row_ids
 from batchgen.passthrough import infer_fields
-from batchgen.records import INPUT_FIELDS, parse_json_line
+from batchgen.openai_batch import record_of
+from batchgen.records import INPUT_FIELDS, RecordError, parse_json_line
 
 SOURCE, INDEX, LINE, TYPES = "__batchgen_source", "__batchgen_index", "__batchgen_line", "__batchgen_types"
 BUDGETED = "__batchgen_budgeted"  # scan mode: the record sets max_thinking_tokens
@@ -194,12 +195,21 @@ def _scan_columns(schema: pa.Schema, budgeted: pa.Array) -> dict:
             BUDGETED: budgeted}
 
 
-def _jsonl_blocks(stream, path: str, names: InputNames, duplicates: frozenset, scan: bool) -> Iterator[pa.Table]:
+def parse_lines(lines: list[bytes], openai: bool) -> tuple[list[dict | RecordError], list]:
+    """JSONL lines as raw records (or why a line is not one), and each line's own id (None where it has
+    none); OpenAI Batch API lines as the records they ask for (`openai_batch.record_of`), their
+    `custom_id` the id even of a line that cannot run."""
+    records = [parse_json_line(line) for line in lines]
+    raw_ids = [r.get("custom_id" if openai else "id") if isinstance(r, dict) else None for r in records]
+    return [record_of(r) if openai and isinstance(r, dict) else r for r in records], raw_ids
+
+
+def _jsonl_blocks(stream, path: str, names: InputNames, duplicates: frozenset, scan: bool,
+                  openai: bool = False) -> Iterator[pa.Table]:
     lines, numbers = [], []
 
     def block() -> pa.Table:
-        records = [parse_json_line(line) for line in lines]
-        raw_ids = [r.get("id") if isinstance(r, dict) else None for r in records]
+        records, raw_ids = parse_lines(lines, openai)
         ids = row_ids(raw_ids, path, numbers, names, duplicates)
         if scan:
             dicts = [r for r in records if isinstance(r, dict)]
@@ -250,8 +260,10 @@ def read_stream(stream, path: str, fmt: str, names: InputNames, duplicates: froz
     the raw line (JSONL) or the file's columns (Parquet), or in `scan` mode the passthrough types."""
     if _compression(path):
         stream = pa.CompressedInputStream(stream, _compression(path))
-    read = _jsonl_blocks if fmt == "jsonl" else _parquet_blocks
-    yield from read(stream, path, names, duplicates, scan)
+    if fmt == "parquet":
+        yield from _parquet_blocks(stream, path, names, duplicates, scan)
+    else:
+        yield from _jsonl_blocks(stream, path, names, duplicates, scan, openai=fmt == "openai")
 
 
 def read_file(fs: fsspec.AbstractFileSystem, inputs: InputSet, path: str, duplicates: frozenset = frozenset(),

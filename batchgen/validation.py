@@ -37,7 +37,7 @@ def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
     scanned = scan(inputs, (block for file in inputs.files for block in read_file(fs, inputs, file, scan=True)))
     for file in inputs.files:
         for block in read_file(fs, inputs, file, frozenset(scanned.duplicates)):
-            batch = decode(block, scanned.passthrough, scanned.duplicates)
+            batch = decode(block, scanned.passthrough, scanned.duplicates, openai=inputs.format == "openai")
             for raw, rid in zip(batch.records, batch.ids):
                 report.records += 1
                 outcome = raw if isinstance(raw, RecordError) else normalize(raw, spec.defaults, row_id=rid)

@@ -228,9 +228,9 @@ def test_passthrough_fields_arrive_whole_with_one_schema_for_the_prefix(tmp_path
     say_hi = {"prompt": "Say hi.", "reasoning": "off"}
     records = [
         {"id": "a", **say_hi},  # the first record of its batch has none of the fields below
-        {"id": "b", **say_hi, "meta": {"k": 1}, "note": None, "n": 1},
+        {"id": "b", **say_hi, "meta": {"k": 1}, "note": None, "k": 1},
         {"id": "c", **say_hi, "meta": {}, "empty": [], "nested": {"inner": {}}},
-        {"id": "d", **say_hi, "note": "later", "n": "one", "model": "gpt-4"},
+        {"id": "d", **say_hi, "note": "later", "k": "one", "model": "gpt-4"},
     ]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     # One record per batch and per file: every file sees a different subset of the fields.
@@ -247,7 +247,7 @@ def test_passthrough_fields_arrive_whole_with_one_schema_for_the_prefix(tmp_path
     assert rows["a"]["meta"] is None
     assert json.loads(rows["c"]["empty"]) == [] and json.loads(rows["c"]["nested"]) == {"inner": {}}
     assert rows["d"]["note"] == "later" and rows["b"]["note"] is None
-    assert [json.loads(rows[k]["n"]) for k in "bd"] == [1, "one"]
+    assert [json.loads(rows[k]["k"]) for k in "bd"] == [1, "one"]
     assert rows["d"]["input_model"] == "gpt-4" and rows["d"]["model"] == "toy:nemotron-h"
     assert all(rows[k]["content"] for k in "abcd")
 
@@ -275,3 +275,63 @@ def test_a_tensor_parallel_replica_gets_a_packed_placement_group_of_its_own(ray_
     finally:
         for strategy in (first, second):
             ray.util.remove_placement_group(strategy.placement_group)
+
+
+def batch_line(custom_id, content, **body):
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], **body}}
+
+
+def test_an_openai_batch_file_runs_unchanged_and_is_answered_in_kind(tmp_path, ray_cluster):
+    from openai.types import BatchError
+    from openai.types.chat import ChatCompletion
+
+    schema = {"type": "object", "properties": {"word": {"type": "string", "maxLength": 8}}, "required": ["word"],
+              "additionalProperties": False}
+    lines = [
+        batch_line("req-1", corpus.steps_prompt("river"), max_completion_tokens=30, n=2, temperature=1.0),
+        batch_line("req-2", corpus.weather_prompt("Oslo"), tools=corpus.TOOLS, reasoning_effort="high"),
+        batch_line("req-3", corpus.echo_prompt("apple"), logprobs=True, top_logprobs=1,
+                   response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": schema}}),
+        batch_line("req-4", corpus.echo_prompt("apple"), frequency_penalty=1.0),
+    ]
+    (tmp_path / "batch.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    spec = job(tmp_path / "batch.jsonl", tmp_path / "out", input={"uri": str(tmp_path / "batch.jsonl"), "format": "openai"},
+               output={"uri": str(tmp_path / "out"), "format": "openai"}, errors={"max_fraction": 0.5})
+    stats = run(spec)
+    assert (stats.records, stats.errors) == (5, 1)  # rows: req-1's two samples, one each for the others
+    out = {x["custom_id"]: x for x in map(json.loads, (tmp_path / "out" / "_batch_output.jsonl").read_text().splitlines())}
+    assert sorted(out) == ["req-1", "req-2", "req-3", "req-4"]
+    bodies = {k: ChatCompletion.model_validate(out[k]["response"]["body"]) for k in ("req-1", "req-2", "req-3")}
+    samples = bodies["req-1"].choices
+    assert [c.index for c in samples] == [0, 1] and samples[0].message.model_extra["reasoning_content"].startswith("Step 1")
+    assert bodies["req-1"].usage.completion_tokens == 60  # two samples of 30 tokens, both cut while reasoning
+    call = bodies["req-2"].choices[0].message.tool_calls[0]
+    assert bodies["req-2"].choices[0].finish_reason == "tool_calls" and set(json.loads(call.function.arguments)) == {"city"}
+    answer = bodies["req-3"].choices[0]
+    assert set(json.loads(answer.message.content)) == {"word"} and answer.logprobs.content[0].top_logprobs
+    error = BatchError.model_validate(out["req-4"]["error"])
+    assert out["req-4"]["response"] is None and error.code == "invalid_value" and "frequency_penalty" in error.message
+    # The Parquet rows hold the same, one row per sample, the line's custom_id their id (and a column).
+    rows = read_rows(tmp_path / "out").to_pylist()
+    assert sorted((r["id"], str(r["sample_index"])) for r in rows) == [
+        ("req-1", "0"), ("req-1", "1"), ("req-2", "0"), ("req-3", "0"), ("req-4", "None")]
+    assert all(r["custom_id"] == r["id"] for r in rows if r["error"] is None)
+
+
+def test_a_rerun_of_a_sampled_job_draws_the_same_samples(tmp_path, ray_cluster):
+    # n samples at temperature 1, seeds from the job's seed: another run, batched differently, writes the
+    # same rows; another job seed draws others.
+    records = [{"id": f"r{i}", "prompt": corpus.steps_prompt(word), "n": 2, "temperature": 1.0, "max_tokens": 24}
+               for i, word in enumerate(["river", "stone", "apple"])]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def answers(out, **sections):
+        run(job(tmp_path / "in.jsonl", tmp_path / out, **sections))
+        rows = read_rows(tmp_path / out).to_pylist()
+        return sorted((r["id"], r["sample_index"], r["reasoning_content"]) for r in rows)
+
+    first = answers("a", scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 3})
+    assert [(rid, k) for rid, k, _ in first] == [(f"r{i}", k) for i in range(3) for k in range(2)]
+    assert first == answers("b", scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 1})
+    assert first != answers("c", seed=1)
