@@ -36,7 +36,7 @@ def _show_results(spec: JobSpec, count: int) -> None:
     files = prefix.data_files()
     if not files or count <= 0:
         return
-    shown = ["id", "reasoning", "reasoning_content", "content", "tool_calls", "finish_reason", "thinking_budget_hit",
+    shown = ["id", "sample_index", "reasoning", "reasoning_content", "content", "tool_calls", "finish_reason", "thinking_budget_hit",
              "reasoning_end", "error"]
     for row in prefix.scanner(shown, files[:1]).head(count).to_pylist():
         typer.echo(json.dumps(row, ensure_ascii=False, default=str)[:600])
@@ -87,7 +87,7 @@ def run(
         return
     skipped = f", {stats.skipped_already_done} already done before this run" if stats.skipped_already_done else ""
     typer.echo(
-        f"batchgen: {stats.records} records ({stats.ok} ok, {stats.errors} errors {stats.errors_by_code}) "
+        f"batchgen: {stats.records} records{_rows(stats)} ({stats.ok} ok, {stats.errors} errors {stats.errors_by_code}) "
         f"in {stats.wall_time_s:.1f} s (engine start-up {stats.engine_startup_s:.1f} s), "
         f"{stats.generation_tokens_per_s:,.1f} tokens/s generating{skipped}; results in {spec.output.uri}"
     )
@@ -95,6 +95,10 @@ def run(
     if logs.path:
         typer.echo(f"  Ray's and vLLM's log: {logs.path}")
     _show_results(spec, show)
+
+
+def _rows(stats) -> str:
+    return f" in {stats.rows} rows (samples)" if stats.rows != stats.records else ""
 
 
 def _one_line(error: Exception) -> str:
@@ -125,7 +129,7 @@ def validate(job: JobFile, overrides: Overrides = [],
     except (FileNotFoundError, ValueError, OSError) as error:
         raise fail(str(error)) from None
     for prepared in report.prompts:
-        typer.echo(f"--- {prepared.record_id} (reasoning {prepared.mode}, {len(prepared.prompt_ids)} tokens)")
+        typer.echo(f"--- {prepared.record_id} ({prepared.summary()})")
         typer.echo(prepared.prompt)
     for rid, error in report.bad:
         typer.echo(f"bad record {rid}: {error}")

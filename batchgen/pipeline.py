@@ -303,7 +303,7 @@ def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float
     # Counted from what was written, not from what the replicas reported: retried work would count twice.
     return JobStats.build(
         job=spec.name, model=spec.model.path, input_files=len(inputs.files), files=len(prefix.data_files()),
-        counts=prefix.row_counts(), skipped=skipped, started=started,
+        counts=prefix.row_counts(), records=prefix.committed_records(), skipped=skipped, started=started,
         first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
 
 

@@ -31,6 +31,20 @@ class EngineInput:
     structured: dict | None = None  # `records.Request.structured`
     logprobs: int | None = None
 
+    def summary(self) -> str:
+        """What will run, in a few words (`batchgen validate` prints it over each prompt)."""
+        parts = [f"reasoning {self.mode}", f"{len(self.prompt_ids)} tokens"]
+        if self.budget:
+            parts.append(f"thinking budget {self.budget.budget}")
+        if self.n > 1:
+            parts.append(f"{self.n} samples")
+        if self.structured:
+            kind = next(k for k in self.structured if k != "field")
+            parts.append(f"answer constrained by {self.structured['field']} ({kind})")
+        if self.logprobs is not None:
+            parts.append(f"logprobs (top {self.logprobs})")
+        return ", ".join(parts)
+
 
 def sample_seed(job_seed: int, record_id: str, index: int, record_seed: int | None) -> int:
     """The seed of sample `index` of a record: its own `seed` plus the index (as vLLM seeds the children of

@@ -77,9 +77,9 @@ class JobStats:
     job: str
     model: str
     input_files: int
-    records: int
-    ok: int
-    errors: int
+    records: int  # input records with rows
+    ok: int  # rows with no error (a record with n samples has n rows)
+    errors: int  # rows with an error
     errors_by_code: dict[str, int]
     prompt_tokens: int
     completion_tokens: int
@@ -92,15 +92,18 @@ class JobStats:
     generation_time_s: float  # from the first replica ready to the end
     generation_tokens_per_s: float  # tokens generated in this run over generation_time_s
     already_complete: bool = False  # true only in what `run` returns for a job that had nothing to do
+    rows: int = 0  # rows written: records, or more where records asked for n samples
 
     @classmethod
-    def build(cls, *, job: str, model: str, input_files: int, files: int, counts: RowCounts, skipped: int,
-              started: float, first_ready: float | None, generated_tokens: int, now: float) -> JobStats:
+    def build(cls, *, job: str, model: str, input_files: int, files: int, counts: RowCounts, records: int,
+              skipped: int, started: float, first_ready: float | None, generated_tokens: int, now: float) -> JobStats:
+        """`counts`: over the rows written; `records`: how many input records they are the rows of."""
         wall = now - started
         first_ready = first_ready or now
         generation = now - first_ready
         return cls(
-            job=job, model=model, input_files=input_files, records=counts.records, ok=counts.records - counts.errors,
+            job=job, model=model, input_files=input_files, records=records, rows=counts.records,
+            ok=counts.records - counts.errors,
             errors=counts.errors, errors_by_code=counts.errors_by_code, prompt_tokens=counts.prompt_tokens,
             completion_tokens=counts.completion_tokens, reasoning_tokens=counts.reasoning_tokens, files=files,
             skipped_already_done=skipped, wall_time_s=round(wall, 2),
@@ -121,7 +124,8 @@ class JobStats:
 
     def failed_share(self, max_fraction: float) -> str | None:
         """Why the job must not count as a success (too many failed records), or None."""
-        if self.records and self.errors / self.records > max_fraction:
-            return (f"{self.errors} of {self.records} records failed, more than errors.max_fraction "
+        rows = self.rows or self.records  # stats written before `rows` existed: one row per record
+        if rows and self.errors / rows > max_fraction:
+            return (f"{self.errors} of {rows} rows failed, more than errors.max_fraction "
                     f"{max_fraction}: {self.errors_by_code}")
         return None

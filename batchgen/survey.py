@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batchgen.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
 from batchgen.stats import RowCounts
@@ -38,8 +39,9 @@ class Survey:
     model: str
     input_uri: str
     state: str
-    done: int  # rows in the data files
-    committed: int  # rows Ray Data's checkpoint committed: what a resume keeps (a killed job's last data file
+    done: int  # records with rows in the data files
+    rows: int  # rows in the data files (a record with n samples has n)
+    committed: int  # records Ray Data's checkpoint committed: what a resume keeps (a killed job's last data file
     # may not be among them yet; a resume deletes and redoes it)
     total: int | None  # input records (None: the job was stopped before its scan ended)
     files: int
@@ -84,12 +86,13 @@ def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dic
     if not prefix.has(SUCCESS_FILE):
         state = "stopped" if stats is not None and _stats_is_last(prefix, files) else "partial"
     table = prefix.read(COLUMNS, files)
+    done = pc.count_distinct(table.column("id")).as_py()
     spec = manifest["spec"]
     found = Survey(
         uri=uri, job=spec["name"], fingerprint=manifest["fingerprint"], model=spec["model"]["path"],
-        input_uri=spec["input"]["uri"], state=state, done=table.num_rows, committed=prefix.committed_records(),
-        # a complete output holds one row per input record, whether or not its job wrote the count
-        total=manifest.get("records", table.num_rows if state == "complete" else None),
+        input_uri=spec["input"]["uri"], state=state, done=done, rows=table.num_rows, committed=prefix.committed_records(),
+        # a complete output holds rows of every input record, whether or not its job wrote the count
+        total=manifest.get("records", done if state == "complete" else None),
         files=len(files), stats=stats, **_tally(table),
     )
     return found, table.to_pylist()
@@ -141,7 +144,8 @@ def describe(found: Survey) -> str:
     lines = [
         f"{found.job}  model {found.model}  spec fingerprint {found.fingerprint}",
         f"  input      {found.input_uri}",
-        f"  output     {found.uri}: {found.state}, {found.done:,} of {total} records in {found.files} files"
+        f"  output     {found.uri}: {found.state}, {found.done:,} of {total} records"
+        + (f" ({found.rows:,} rows: samples)" if found.rows != found.done else "") + f" in {found.files} files"
         + (f" ({found.committed:,} committed: a resume keeps those, and redoes the rest)"
            if found.state != "complete" and found.committed != found.done else ""),
         "  errors     " + (", ".join(f"{code} {n:,} (e.g. {', '.join(found.error_examples[code])})"

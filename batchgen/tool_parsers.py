@@ -5,7 +5,8 @@
   every block, keeps the text between blocks and names the block that fails.
 - Qwen3 and Hermes-style models (`<tool_call>{...}</tool_call>`): vLLM's `hermes` parser.
 - DeepSeek-R1 (`<｜tool▁calls▁begin｜>...`, the V3 format R1-0528 uses): vLLM's `deepseek_v3` parser. Its
-  markers are special tokens, so the answer it reads is decoded with them (`keeps_special_tokens`).
+  markers are special tokens, so the answer it reads is decoded with them (`keeps_special_tokens`); a
+  tokenizer without them (R1's distilled models) gets no tool-call parsing.
 
 vLLM's parsers keep only the text before the first call as content (text after the calls is dropped, as
 vLLM's server does), and on a call they cannot read they log and return the text as content: batchgen
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from batchgen.outputs import parse_tool_calls, tool_call_id
+from batchgen.outputs import ToolParse, parse_tool_calls, tool_call_id
 
 # Profile name -> vLLM tool parser name (`vllm.tool_parsers.ToolParserManager`); absent: batchgen's own.
 VLLM_TOOL_PARSERS = {"qwen3": "hermes", "deepseek-r1": "deepseek_v3"}
@@ -31,10 +32,11 @@ class ToolParser:
     keeps_special_tokens: bool = False
     _vllm: object = field(default=None, repr=False)
     _marker: str = ""
+    _own: ToolParse = parse_tool_calls  # when no vLLM parser is used
 
     def parse(self, content: str, record_id: str) -> tuple[str, list[dict] | None, str | None]:
         if self._vllm is None:
-            return parse_tool_calls(content, record_id)
+            return self._own(content, record_id)
         # `request` is only read by vLLM's streaming parsers and `adjust_request`; extraction ignores it.
         extracted = self._vllm.extract_tool_calls(content, request=None)
         if not extracted.tools_called:
@@ -47,14 +49,21 @@ class ToolParser:
         return (extracted.content or "").strip(), calls or None, None
 
 
+def _no_tool_calls(content: str, record_id: str) -> tuple[str, None, None]:
+    return content, None, None
+
+
 def tool_parser_for(profile_name: str, tokenizer) -> ToolParser:
-    """The tool-call parser of a profile. Raises RuntimeError when vLLM's parser refuses the tokenizer (the
-    DeepSeek parser needs its markers in the vocabulary)."""
+    """The tool-call parser of a profile. Where vLLM's parser refuses the tokenizer (DeepSeek's needs its
+    markers in the vocabulary, which R1's distilled models lack), answers are kept as written (`none`)."""
     name = VLLM_TOOL_PARSERS.get(profile_name)
     if name is None:
         return ToolParser("batchgen <TOOLCALL>")
     from vllm.tool_parsers import ToolParserManager
 
-    parser = ToolParserManager.get_tool_parser(name)(tokenizer)
+    try:
+        parser = ToolParserManager.get_tool_parser(name)(tokenizer)
+    except RuntimeError:
+        return ToolParser("none", _own=_no_tool_calls)
     marker = getattr(parser, "tool_calls_start_token", None) or parser.tool_call_start_token
     return ToolParser(name, keeps_special_tokens=name == "deepseek_v3", _vllm=parser, _marker=marker)

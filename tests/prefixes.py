@@ -36,7 +36,7 @@ ROWS = [
 STATS = JobStats(job="report-test", model=MODEL, input_files=1, records=9, ok=6, errors=3,
                  errors_by_code={"invalid_type": 1, "missing_prompt": 2}, prompt_tokens=60, completion_tokens=1012,
                  reasoning_tokens=893, files=1, skipped_already_done=0, wall_time_s=16.0, tokens_per_s=63.3,
-                 engine_startup_s=12.5, generation_time_s=3.5, generation_tokens_per_s=289.1)
+                 engine_startup_s=12.5, generation_time_s=3.5, generation_tokens_per_s=289.1, rows=9)
 
 
 def write_prefix(tmp_path, rows, records, finished=False) -> str:

@@ -310,11 +310,13 @@ def test_stats_count_rows_and_round_trip_through_json():
     counts = RowCounts.of([pa.table({"error": [None, "invalid_json: x", "duplicate_id: y"], "prompt_tokens": [3, 0, 0],
                                      "completion_tokens": [5, 0, None], "reasoning_tokens": [2, 0, 0]})])
     assert (counts.records, counts.errors, counts.errors_by_code) == (3, 2, {"duplicate_id": 1, "invalid_json": 1})
-    stats = JobStats.build(job="j", model="m", input_files=1, files=1, counts=counts, skipped=0, started=0.0,
-                           first_ready=2.0, generated_tokens=5, now=7.0)
-    assert (stats.ok, stats.engine_startup_s, stats.generation_time_s, stats.generation_tokens_per_s) == (1, 2.0, 5.0, 1.0)
+    # three rows of two records (one with two samples)
+    stats = JobStats.build(job="j", model="m", input_files=1, files=1, counts=counts, records=2, skipped=0,
+                           started=0.0, first_ready=2.0, generated_tokens=5, now=7.0)
+    assert (stats.records, stats.rows, stats.ok) == (2, 3, 1)
+    assert (stats.engine_startup_s, stats.generation_time_s, stats.generation_tokens_per_s) == (2.0, 5.0, 1.0)
     assert JobStats.from_json(json.loads(json.dumps(stats.to_json()))) == stats
-    assert stats.failed_share(0.5) == "2 of 3 records failed, more than errors.max_fraction 0.5: " \
+    assert stats.failed_share(0.5) == "2 of 3 rows failed, more than errors.max_fraction 0.5: " \
         "{'duplicate_id': 1, 'invalid_json': 1}"
 
 

@@ -299,7 +299,7 @@ def test_an_openai_batch_file_runs_unchanged_and_is_answered_in_kind(tmp_path, r
     spec = job(tmp_path / "batch.jsonl", tmp_path / "out", input={"uri": str(tmp_path / "batch.jsonl"), "format": "openai"},
                output={"uri": str(tmp_path / "out"), "format": "openai"}, errors={"max_fraction": 0.5})
     stats = run(spec)
-    assert (stats.records, stats.errors) == (5, 1)  # rows: req-1's two samples, one each for the others
+    assert (stats.records, stats.rows, stats.errors) == (4, 5, 1)  # req-1 has two samples
     out = {x["custom_id"]: x for x in map(json.loads, (tmp_path / "out" / "_batch_output.jsonl").read_text().splitlines())}
     assert sorted(out) == ["req-1", "req-2", "req-3", "req-4"]
     bodies = {k: ChatCompletion.model_validate(out[k]["response"]["body"]) for k in ("req-1", "req-2", "req-3")}
