@@ -112,7 +112,9 @@ def answer_row(
     if structured:
         content, tool_calls, error = content.strip(), None, check_structured(content.strip(), structured)
     else:
-        content, tool_calls, error = tool_parser(content.strip(), record_id)
+        # Tool-call ids are unique across a record's samples (sample 0 keeps the record's own ids).
+        key = record_id if sample_index == 0 else f"{record_id}\x00{sample_index}"
+        content, tool_calls, error = tool_parser(content.strip(), key)
     if tool_calls and finish_reason == "stop":
         finish_reason = "tool_calls"
     return {

@@ -100,6 +100,7 @@ def test_nemotron_tool_calls_with_n_samples(replica):
     rows = replica.generate([{"id": "w", "prompt": corpus.weather_prompt("Paris"), "tools": corpus.TOOLS, "n": 2,
                               "temperature": 0}])
     assert [r["sample_index"] for r in rows] == [0, 1]
+    assert rows[0]["tool_calls"][0]["id"] != rows[1]["tool_calls"][0]["id"]  # call ids unique across samples
     for row in rows:
         (call,) = row["tool_calls"]
         assert row["finish_reason"] == "tool_calls" and set(json.loads(call["arguments"])) == {"city"}
