@@ -105,6 +105,11 @@ class BudgetTracker:
             return self._seen
         return self._seen + self.plan.budget - self._reasoning_tokens
 
+    @property
+    def closing_ids(self) -> tuple[int, ...] | None:
+        """The closing text being forced, once `forced_token` has decided to close; None before."""
+        return self._closing
+
     def forced_token(self) -> int | None:
         if self._finished:
             return None

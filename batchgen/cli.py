@@ -98,7 +98,7 @@ def run(
 
 
 def _rows(stats) -> str:
-    return f" in {stats.rows} rows (samples)" if stats.rows != stats.records else ""
+    return f" in {stats.rows} rows" if stats.rows != stats.records else ""
 
 
 def _one_line(error: Exception) -> str:

@@ -14,6 +14,7 @@ from batchgen.budget import BudgetPlan
 from batchgen.profiles import ConversationError, ReasoningProfile, UnsupportedMode
 from batchgen.records import RecordError, Request
 from batchgen.spec import BudgetSpec
+from batchgen.sweep import sweep_order
 
 # Model card: temperature 0.6 and top_p 0.95 with reasoning on, greedy with it off.
 MODE_SAMPLING = {"on": {"temperature": 0.6, "top_p": 0.95}, "off": {"temperature": 0.0, "top_p": 1.0}}
@@ -30,11 +31,20 @@ class EngineInput:
     n: int = 1
     structured: dict | None = None  # `records.Request.structured`
     logprobs: int | None = None
+    max_thinking_tokens: int | None = None  # the budget `budget` plans (its row's column)
+    # A budget sweep: every budget of the record in its order, with its plan (None: no budget, or reasoning
+    # off); `budget` is the largest, the one that runs (`batchgen.sweep`). Empty for one budget.
+    sweep: tuple[tuple[int | None, BudgetPlan | None], ...] = ()
 
     def summary(self) -> str:
         """What will run, in a few words (`batchgen validate` prints it over each prompt)."""
         parts = [f"reasoning {self.mode}", f"{len(self.prompt_ids)} tokens"]
-        if self.budget:
+        if self.sweep:
+            budgets = ", ".join("none" if b is None else str(b) for b, _ in self.sweep)
+            parts.append(f"budget sweep [{budgets}]: one reasoning at "
+                         f"{'no budget' if self.max_thinking_tokens is None else self.max_thinking_tokens}, "
+                         f"a row per budget")
+        elif self.budget:
             parts.append(f"thinking budget {self.budget.budget}")
         if self.n > 1:
             parts.append(f"{self.n} samples")
@@ -115,26 +125,30 @@ class PromptBuilder:
                 "prompt_too_long", f"prompt is {len(prompt_ids)} tokens, max_model_len is {self.max_model_len}"
             )
         max_tokens = min(request.max_tokens or room, room)
+        budgets = request.max_thinking_tokens if isinstance(request.max_thinking_tokens, list) else [request.max_thinking_tokens]
+        largest = sweep_order(budgets)[-1]
         return EngineInput(
             record_id=request.id,
             mode=mode,
             prompt=prompt,
             prompt_ids=prompt_ids,
             sampling=sampling_kwargs(request, mode, max_tokens),
-            budget=self._plan(request, mode, prompt),
+            budget=self._plan(request, mode, prompt, largest),
             n=request.n,
             structured=request.structured,
             logprobs=request.logprobs,
+            max_thinking_tokens=largest,
+            sweep=tuple((b, self._plan(request, mode, prompt, b)) for b in budgets) if len(budgets) > 1 else (),
         )
 
-    def _plan(self, request: Request, mode: str, prompt: str) -> BudgetPlan | None:
+    def _plan(self, request: Request, mode: str, prompt: str, budget: int | None) -> BudgetPlan | None:
         """The thinking budget in token ids. It counts generated tokens only: a prefill's text is the
         record's, already in the prompt, as the card's client counts only what the model generates. Whether
         the reasoning starts on a line break is read from the prompt's end: after `<think>\\n` it does, so
         budget 0 closes at once with `close_text_at_line_break`; a prefill ends mid-line (the template strips
         it), so with budget 0 the newline rule lets the model finish its line (or cuts it with `close_text`
         after the grace), and strict mode closes it at once with `close_text`."""
-        if mode != "on" or request.max_thinking_tokens is None or self.end_token_id is None:
+        if mode != "on" or budget is None or self.end_token_id is None:
             return None
         close_ids, close_at_line_break_ids = self.close_ids, self.close_at_line_break_ids
         if request.structured:
@@ -143,7 +157,7 @@ class PromptBuilder:
             close_ids, close_at_line_break_ids = (ids[:ids.index(self.end_token_id) + 1]
                                                   for ids in (close_ids, close_at_line_break_ids))
         return BudgetPlan(
-            budget=request.max_thinking_tokens,
+            budget=budget,
             grace=self.budget.grace_tokens,
             strict=self.budget.mode == "strict",
             end_token_id=self.end_token_id,

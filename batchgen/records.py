@@ -146,12 +146,22 @@ class StructuredOutputs(BaseModel):
         return self
 
 
+Budget = Annotated[int, Field(ge=0)]
+# One budget, or a sweep: the branch the value's shape selects is the only one tried (as for `Content`).
+BudgetOrSweep = Annotated[
+    Annotated[Budget, Tag("int")] | Annotated[list[Budget | None], Tag("list[int]")],
+    Discriminator(lambda value: "list[int]" if isinstance(value, list) else "int"),
+]
+
+
 class RecordFields(BaseModel):
     """The fields a record (or the job's `defaults`) may set to steer generation."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
     reasoning: Reasoning | None = Field(None, description='"on" or "off"; null: flags in the messages, then the job default, then the model\'s (on)')
-    max_thinking_tokens: int | None = Field(None, ge=0, description="thinking budget in tokens; null: no budget")
+    max_thinking_tokens: BudgetOrSweep | None = Field(
+        None, description="thinking budget in tokens; null: no budget; a list (null: no budget) is a sweep: a row "
+        "per budget from one decoded reasoning")
     max_tokens: int | None = Field(None, ge=1, description="generated tokens in all, reasoning plus answer")
     temperature: float | None = Field(None, ge=0, description="null: 0.6 with reasoning on, greedy with it off (model card)")
     top_p: float | None = Field(None, gt=0, le=1, description="null: 0.95 with reasoning on, 1 with it off")
@@ -171,7 +181,16 @@ class RecordFields(BaseModel):
     @field_validator("max_thinking_tokens", "max_tokens", "top_k", "seed", "n", "top_logprobs", mode="before")
     @classmethod
     def _whole_number(cls, value: Any) -> Any:
+        if isinstance(value, list):  # a budget sweep
+            return [whole_number(v) for v in value]
         return whole_number(value)
+
+    @field_validator("max_thinking_tokens")
+    @classmethod
+    def _sweep(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise PydanticCustomError("invalid_value", "a budget sweep lists distinct budgets, at least one")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -242,7 +261,7 @@ class Request:
     tools: list[dict] | None
     reasoning: Reasoning | None  # the record's own field only; flags and defaults are the profile's to weigh
     default_reasoning: Reasoning | None
-    max_thinking_tokens: int | None
+    max_thinking_tokens: int | list[int | None] | None  # a list: a budget sweep (`batchgen.sweep`)
     max_tokens: int | None
     sampling: dict = field(default_factory=dict)  # the record's (or default's) own sampling values
     n: int = 1
@@ -288,7 +307,7 @@ def _field_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif not ("[" in part or part in {"str", "int", "function-after"}):
+        elif not ("[" in part or part in {"str", "int", "function-after", "constrained-int"}):
             path += f".{part}" if path else part
     return path
 
@@ -347,6 +366,9 @@ def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | Non
     top_logprobs = pick("top_logprobs")
     if top_logprobs is not None and not pick("logprobs"):
         return RecordError("invalid_value", f"top_logprobs: needs logprobs: true, as in OpenAI's API (got {top_logprobs})")
+    if pick("logprobs") and isinstance(pick("max_thinking_tokens"), list):
+        # A sweep's smaller budgets continue from a prompt: their reasoning's logprobs are not generated again.
+        return RecordError("invalid_value", "logprobs: not with a budget sweep (max_thinking_tokens is a list)")
     return Request(
         id=row_id if row_id is not None else ("" if record.id is None else str(record.id)),
         messages=messages,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from batchgen.budget import budget_close, line_break_token_ids
+from batchgen.budget import BudgetPlan, budget_close, line_break_token_ids
 from batchgen.flow import EngineDied
 from batchgen.identity import id_text
 from batchgen.models import engine_defaults, load_tokenizer, profile_for, resolve_path
@@ -27,6 +27,7 @@ from batchgen.prompting import EngineInput, PromptBuilder, sample_seed
 from batchgen.records import RecordError, RecordFields, normalize
 from batchgen.rows import answer_row, error_row
 from batchgen.spec import BudgetSpec, ModelSpec
+from batchgen.sweep import ForkWatch
 from batchgen.tool_parsers import tool_parser_for
 
 
@@ -191,6 +192,9 @@ class Replica:
         self.prompts = PromptBuilder(self.tokenizer, self.profile, budget or BudgetSpec(), self.max_model_len)
         self._line_breaks = line_break_token_ids(len(self.tokenizer), self.tokenizer.decode)
         self._preparing = threading.Lock()
+        # Tokens the engine prefilled and decoded for this replica's requests (a sweep's forks prefill their
+        # kept reasoning again where the engine caches no prefixes): what the sweep benchmark reports.
+        self.engine_tokens = {"prefill": 0, "decode": 0}
 
     @staticmethod
     async def _start(AsyncLLM, config, args):
@@ -247,15 +251,17 @@ class Replica:
 
     async def _generate_record(self, prepared: EngineInput, rid: str) -> list[dict]:
         """A record's rows: its `n` samples run as `n` engine requests at once, each with its own seed
-        (`prompting.sample_seed`). vLLM's own `n` fans a request out into the same `n` child requests
-        (`vllm/v1/engine/parallel_sampling.py`); one request per sample keeps budgets, answer-only stop
-        strings and seeds per sample. Values vLLM refuses are the record's: one error row."""
+        (`prompting.sample_seed`), and a budget sweep gives each sample a row per budget (`_sweep`). vLLM's
+        own `n` fans a request out into the same `n` child requests (`vllm/v1/engine/parallel_sampling.py`);
+        one request per sample keeps budgets, answer-only stop strings and seeds per sample. Values vLLM
+        refuses are the record's: one error row."""
         from vllm.exceptions import VLLMValidationError
         from vllm.v1.engine.exceptions import EngineDeadError
 
         own_seed = prepared.sampling.get("seed")
         seeds = [sample_seed(self.seed, rid, k, own_seed) for k in range(prepared.n)]
-        done = await asyncio.gather(*(self._complete(prepared, seed) for seed in seeds), return_exceptions=True)
+        run = self._sweep if prepared.sweep else self._one_budget
+        done = await asyncio.gather(*(run(prepared, seed) for seed in seeds), return_exceptions=True)
         for outcome in done:
             if isinstance(outcome, EngineDeadError):  # not this record's fault: the caller must restart the replica
                 raise EngineDied(str(outcome)) from outcome
@@ -269,54 +275,98 @@ class Replica:
                 error = RecordError("engine_error", f"{type(outcome).__name__}: {outcome}")
                 rows.append(error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids), k))
             else:
-                rows.append(self._shape(prepared, outcome, k))
+                rows.extend(self._shape(prepared, completion, k, plan, budget) for budget, plan, completion in outcome)
         return rows
 
-    async def _complete(self, prepared: EngineInput, seed: int) -> Completion:
-        """Runs one record as one engine request. Stop strings are not given to vLLM, which would match them
-        in the reasoning too: a record that has some streams its tokens (`RequestOutputKind.DELTA`) through
-        `AnswerStops`, and the request is aborted once its answer holds one. A record without any gets only
-        its final output, as no one reads the steps. Raises ValueError for values vLLM or `stop_strings`
-        refuse."""
+    async def _one_budget(self, prepared: EngineInput, seed: int) -> list[tuple]:
+        return [(prepared.max_thinking_tokens, prepared.budget, await self._complete(prepared, seed))]
+
+    async def _sweep(self, prepared: EngineInput, seed: int) -> list[tuple]:
+        """One sample of a budget sweep: the largest budget runs, streamed; every smaller budget forks from
+        it the moment its cut point passes (`sweep.ForkWatch`), as a continuation that generates only the
+        answer. A budget that never forks (the model closed its reasoning first) gets the largest budget's
+        completion. (budget, plan, completion) per budget, in the record's order."""
+        plans = dict(prepared.sweep)
+        watch = ForkWatch({b: plan for b, plan in plans.items() if b != prepared.max_thinking_tokens and plan},
+                          self._line_breaks)
+        forks: dict[int, asyncio.Task] = {}
+
+        def fork_due(ids: list[int], token: int) -> None:
+            for fork in watch.push(token):
+                kept = [*ids[:fork.position], *fork.close_ids]
+                fork_seed = sample_seed(seed, prepared.record_id, fork.budget, None)
+                forks[fork.budget] = asyncio.ensure_future(self._complete(prepared, fork_seed, kept))
+
+        main = await self._complete(prepared, seed, on_token=fork_due)
+        done = {b: await task for b, task in forks.items()}
+        return [(b, plan, done.get(b, main)) for b, plan in prepared.sweep]
+
+    async def _complete(self, prepared: EngineInput, seed: int, generated: list[int] = (),
+                        on_token: Callable[[list[int], int], None] | None = None) -> Completion:
+        """Runs one record as one engine request. `generated`: tokens the request continues from as if it
+        had generated them (a sweep's fork: the kept reasoning and the forced close), put in its prompt and
+        counted in its output; the budget then has nothing left to do. `on_token(ids so far, next token)` is
+        called for every token as it streams in.
+
+        Stop strings are not given to vLLM, which would match them in the reasoning too: a record that has
+        some streams its tokens (`RequestOutputKind.DELTA`) through `AnswerStops`, and the request is aborted
+        once its answer holds one. A request nobody watches gets only its final output. Raises ValueError for
+        values vLLM or `stop_strings` refuse."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         sampling = {**prepared.sampling, "seed": seed}
         stops = stop_strings(sampling.pop("stop", None))
+        generated = list(generated)
+        sampling["max_tokens"] -= len(generated)
+        if sampling["max_tokens"] < 1:  # max_tokens came within the forced close: as the separate run
+            return Completion(generated[:prepared.sampling["max_tokens"]], "length")
         structured = {k: v for k, v in (prepared.structured or {}).items() if k != "field"}
+        plan = prepared.budget if not generated else None
+        watched = bool(stops) or on_token is not None
         params = SamplingParams(
             **sampling,
             logprobs=prepared.logprobs,
             structured_outputs=StructuredOutputsParams(**structured) if structured else None,
-            extra_args=prepared.budget.to_extra_args() if prepared.budget else None,
-            output_kind=RequestOutputKind.DELTA if stops else RequestOutputKind.FINAL_ONLY,
+            extra_args=plan.to_extra_args() if plan else None,
+            output_kind=RequestOutputKind.DELTA if watched else RequestOutputKind.FINAL_ONLY,
             detokenize=False,  # the split and `AnswerStops` decode token ids themselves
         )
         request_id = f"{prepared.record_id}-{uuid.uuid4().hex[:12]}"
-        prompt = {"prompt_token_ids": prepared.prompt_ids}
+        prompt_ids = prepared.prompt_ids + generated
+        self.engine_tokens["prefill"] += len(prompt_ids)
         # Closing the stream when leaving early tells vLLM the consumer is gone (after an abort, a no-op).
-        async with contextlib.aclosing(self._engine.generate(prompt, params, request_id)) as outputs:
-            if stops:
-                watch = AnswerStops(stops, self._decode, prepared.mode, self.prompts.end_token_id)
-                return await self._until_stop(outputs, request_id, watch)
-            async for output in outputs:
-                final = output.outputs[0]
-        return Completion(list(final.token_ids), final.finish_reason or "stop", None,
-                          None if final.logprobs is None else list(final.logprobs))
+        async with contextlib.aclosing(self._engine.generate({"prompt_token_ids": prompt_ids}, params, request_id)) as outputs:
+            if watched:
+                answer = AnswerStops(stops, self._decode, prepared.mode, self.prompts.end_token_id) if stops else None
+                completion = await self._stream(outputs, request_id, generated, answer, on_token)
+            else:
+                async for output in outputs:
+                    final = output.outputs[0]
+                completion = Completion(generated + list(final.token_ids), final.finish_reason or "stop", None,
+                                        None if final.logprobs is None else list(final.logprobs))
+        self.engine_tokens["decode"] += len(completion.token_ids) - len(generated)
+        return completion
 
-    async def _until_stop(self, outputs, request_id: str, stops: AnswerStops) -> Completion:
-        finish_reason, logprobs = None, []
+    async def _stream(self, outputs, request_id: str, generated: list[int], stops: AnswerStops | None,
+                      on_token: Callable[[list[int], int], None] | None) -> Completion:
+        ids, finish_reason, logprobs = list(generated), None, []
+        if stops and any(stops.push(token) for token in generated):  # a stop string inside the forced close
+            await self._engine.abort(request_id)
+            return Completion(stops.token_ids, "stop", stops.content)
         async for output in outputs:
             step = output.outputs[0]
             logprobs.extend(step.logprobs or [])
-            # A step may hold several tokens (outputs merge while this task waits): cut at the exact one.
+            # A step may hold several tokens (outputs merge while this task waits): each is seen on its own.
             for token_id in step.token_ids:
-                if stops.push(token_id):
+                if on_token:
+                    on_token(ids, token_id)
+                ids.append(token_id)
+                if stops and stops.push(token_id):
                     await self._engine.abort(request_id)
-                    n = len(stops.token_ids)
-                    return Completion(stops.token_ids, "stop", stops.content, logprobs[:n] if logprobs else None)
+                    return Completion(ids, "stop", stops.content, logprobs[:len(ids)] if logprobs else None)
             finish_reason = step.finish_reason
-        return Completion(stops.token_ids, finish_reason or "stop", None, logprobs or None)
+        return Completion(ids, finish_reason or "stop", None, logprobs or None)
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
@@ -337,7 +387,8 @@ class Replica:
         cut = len(reasoning_ids or [])
         return {"reasoning_content": None if reasoning_ids is None else shaped[:cut], "content": shaped[cut:]}
 
-    def _shape(self, prepared: EngineInput, completion: Completion, sample_index: int) -> dict:
+    def _shape(self, prepared: EngineInput, completion: Completion, sample_index: int, plan: BudgetPlan | None,
+               budget: int | None) -> dict:
         ids = completion.token_ids
         end_id = self.prompts.end_token_id
         reasoning_ids, answer_ids = split_reasoning(ids, prepared.mode, end_id)
@@ -352,13 +403,14 @@ class Replica:
             reasoning_text=reasoning_text,
             content=self._decode_answer(answer_ids) if completion.content is None else completion.content,
             sample_index=sample_index,
+            max_thinking_tokens=budget,
             logprobs=self._logprobs(completion, prepared, reasoning_ids),
             structured=prepared.structured,
             tool_parser=self.tool_parser.parse,
             finish_reason=completion.finish_reason,
             reasoning_end=reasoning_end(
                 prepared.mode, ids, end_id,
-                budget_close(prepared.budget, self._line_breaks, ids) if prepared.budget else None,
+                budget_close(plan, self._line_breaks, ids) if plan else None,
                 completion.finish_reason),
             prompt_tokens=len(prepared.prompt_ids),
             reasoning_tokens=len(reasoning_ids or []),

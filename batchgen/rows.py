@@ -50,6 +50,8 @@ class OutputRow(BaseModel):
     id: str = Field(description="the record's id as text")
     sample_index: int | None = Field(None, description="which of the record's n samples (0-based); with id, the row's "
                                      "unique key; null on the one row of a record that could not run")
+    max_thinking_tokens: int | None = Field(None, description="the thinking budget this row ran with (null: none); a "
+                                            "budget sweep gives a row per budget, and it is part of the row's key")
     reasoning: Literal["on", "off"] | None = Field(None, description="the effective mode; null when the record could not run")
     reasoning_content: str | None = Field(None, description="the reasoning; null when reasoning was off")
     content: str | None = Field(None, description="the answer without tool-call blocks; null on error rows")
@@ -90,19 +92,19 @@ OUTPUT_SCHEMA = pa.schema([(name, _arrow_type(f.annotation)) for name, f in Outp
 
 
 def error_row(record_id: str, model: str, error: RecordError, mode: str | None = None, prompt_tokens: int = 0,
-              sample_index: int | None = None) -> dict:
-    """The row of a record (or of one of its samples, `sample_index`) that produced no answer: `error` is
-    "code: message"."""
+              sample_index: int | None = None, max_thinking_tokens: int | None = None) -> dict:
+    """The row of a record (or of one of its samples, `sample_index`, at one budget) that produced no
+    answer: `error` is "code: message"."""
     values = {**_ERROR_ROW, "id": record_id, "model": model, "reasoning": mode, "prompt_tokens": prompt_tokens,
-              "error": str(error), "sample_index": sample_index}
+              "error": str(error), "sample_index": sample_index, "max_thinking_tokens": max_thinking_tokens}
     return {name: values[name] for name in OUTPUT_FIELDS}
 
 
 def answer_row(
     *, record_id: str, model: str, mode: str, reasoning_text: str | None, content: str, finish_reason: str,
     reasoning_end: str | None, prompt_tokens: int, reasoning_tokens: int, completion_tokens: int,
-    sample_index: int = 0, logprobs: dict | None = None, structured: dict | None = None,
-    tool_parser: ToolParse = parse_tool_calls,
+    sample_index: int = 0, max_thinking_tokens: int | None = None, logprobs: dict | None = None,
+    structured: dict | None = None, tool_parser: ToolParse = parse_tool_calls,
 ) -> dict:
     """The row of a generated answer. A structured answer (`structured`, `records.Request.structured`) is
     checked (`outputs.check_structured`); otherwise tool calls are parsed out of `content` by the profile's
@@ -112,14 +114,17 @@ def answer_row(
     if structured:
         content, tool_calls, error = content.strip(), None, check_structured(content.strip(), structured)
     else:
-        # Tool-call ids are unique across a record's samples (sample 0 keeps the record's own ids).
+        # Tool-call ids are unique across a record's samples and budgets (sample 0 without a budget keeps the
+        # record's own ids).
         key = record_id if sample_index == 0 else f"{record_id}\x00{sample_index}"
+        key = key if max_thinking_tokens is None else f"{key}\x00budget {max_thinking_tokens}"
         content, tool_calls, error = tool_parser(content.strip(), key)
     if tool_calls and finish_reason == "stop":
         finish_reason = "tool_calls"
     return {
         "id": record_id,
         "sample_index": sample_index,
+        "max_thinking_tokens": max_thinking_tokens,
         "reasoning": mode,
         "reasoning_content": None if mode == "off" else (reasoning_text or "").strip(),
         "content": content,

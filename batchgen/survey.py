@@ -145,7 +145,7 @@ def describe(found: Survey) -> str:
         f"{found.job}  model {found.model}  spec fingerprint {found.fingerprint}",
         f"  input      {found.input_uri}",
         f"  output     {found.uri}: {found.state}, {found.done:,} of {total} records"
-        + (f" ({found.rows:,} rows: samples)" if found.rows != found.done else "") + f" in {found.files} files"
+        + (f" ({found.rows:,} rows: samples or budgets)" if found.rows != found.done else "") + f" in {found.files} files"
         + (f" ({found.committed:,} committed: a resume keeps those, and redoes the rest)"
            if found.state != "complete" and found.committed != found.done else ""),
         "  errors     " + (", ".join(f"{code} {n:,} (e.g. {', '.join(found.error_examples[code])})"

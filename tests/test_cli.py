@@ -122,3 +122,18 @@ def test_an_unexpected_error_is_one_line_its_root_cause():
                           "RuntimeError: vLLM started Model Runner V2: set VLLM_USE_V2_MODEL_RUNNER=0\n")
     assert _one_line(remote) == "RuntimeError: vLLM started Model Runner V2: set VLLM_USE_V2_MODEL_RUNNER=0"
     assert _one_line(KeyError("x")) == "KeyError: 'x'"
+
+
+@pytest.mark.parametrize("job, says", [
+    ("budget-sweep.yaml", ["--- steps-river (reasoning on, 24 tokens, budget sweep [0, 8, 24, none]: one reasoning at no "
+                           "budget, a row per budget)", "--- own-sweep (reasoning on, 24 tokens, budget sweep [4, none]"]),
+    ("samples-structured.yaml", ["--- choice-apple (reasoning on, 22 tokens, 2 samples, answer constrained by "
+                                 "structured_outputs (choice), logprobs (top 3))"]),
+    ("openai-batch.yaml", ["bad record req-6: invalid_value: body: batchgen cannot honour presence_penalty",
+                           "--- req-3 (reasoning on, 24 tokens, 3 samples)"]),
+])
+def test_validate_says_what_each_example_record_runs(job, says):
+    result = runner.invoke(app, ["validate", str(ROOT / "jobs" / job), "--show", "9"])
+    assert result.exit_code == 0, result.output
+    for line in says:
+        assert line in result.output

@@ -104,3 +104,46 @@ def test_nemotron_tool_calls_with_n_samples(replica):
     for row in rows:
         (call,) = row["tool_calls"]
         assert row["finish_reason"] == "tool_calls" and set(json.loads(call["arguments"])) == {"city"}
+
+
+SWEEP = [0, 8, 20, None]
+
+
+@pytest.mark.parametrize("prompt", [corpus.steps_prompt("river"), corpus.ramble_prompt("stone"), corpus.echo_prompt("apple")])
+def test_a_budget_sweep_gives_token_for_token_the_rows_of_separate_runs(replica, prompt):
+    # Greedy: one reasoning with forks at each smaller budget's cut point, against one run per budget.
+    record = {"id": "w", "prompt": prompt, "temperature": 0, "max_tokens": 200}
+    swept = replica.generate([{**record, "max_thinking_tokens": SWEEP}])
+    separate = replica.generate([{**record, "max_thinking_tokens": b} for b in SWEEP])
+    assert [r["max_thinking_tokens"] for r in swept] == SWEEP
+    assert swept == separate
+    if prompt != corpus.echo_prompt("apple"):  # the long reasonings are cut by every finite budget
+        assert [r["thinking_budget_hit"] for r in swept] == [True, True, True, False]
+
+
+def test_a_budget_the_model_never_reaches_is_the_unbudgeted_row(replica):
+    rows = replica.generate([{"id": "e", "prompt": corpus.echo_prompt("apple"), "temperature": 0,
+                              "max_thinking_tokens": [150, None]}])
+    assert {**rows[0], "max_thinking_tokens": None} == rows[1] and not rows[0]["thinking_budget_hit"]
+
+
+def test_a_sweep_forks_only_where_budgets_cut_and_samples_sweep_each(replica):
+    before = dict(replica.engine_tokens)
+    rows = replica.generate([{"id": "s", "prompt": corpus.steps_prompt("river"), "n": 2, "temperature": 1.0,
+                              "max_tokens": 120, "max_thinking_tokens": [4, 16, None]}])
+    assert [(r["sample_index"], r["max_thinking_tokens"]) for r in rows] == [
+        (0, 4), (0, 16), (0, None), (1, 4), (1, 16), (1, None)]
+    # Each sample's budgets share its reasoning up to their cut: the smaller one's is a prefix of the larger.
+    for k in (0, 1):
+        small, mid, full = (r["reasoning_content"] for r in rows[3 * k:3 * k + 3])
+        assert full.startswith(mid.rstrip(".").rstrip()) and mid.startswith(small.rstrip(".").rstrip())
+    # Decoded: each sample's unbudgeted run once, plus only the answers of its two forks.
+    decoded = replica.engine_tokens["decode"] - before["decode"]
+    full_runs = sum(r["completion_tokens"] for r in rows if r["max_thinking_tokens"] is None)
+    assert full_runs <= decoded < full_runs + sum(r["completion_tokens"] - r["reasoning_tokens"] for r in rows)
+
+
+def test_with_reasoning_off_every_budget_is_the_same_generation(replica):
+    rows = replica.generate([{"id": "o", "prompt": corpus.echo_prompt("apple"), "reasoning": "off",
+                              "max_thinking_tokens": [0, 64]}])
+    assert rows[0]["content"] == rows[1]["content"] and [r["max_thinking_tokens"] for r in rows] == [0, 64]
