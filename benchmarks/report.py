@@ -36,6 +36,28 @@ def _peers(n: int, peers: dict) -> list[str]:
     ]
 
 
+def _sweep(sweep: dict | None) -> list[str]:
+    if sweep is None:  # results from before the sweep benchmark existed
+        return []
+
+    def named(budgets: list) -> str:
+        return "[" + ", ".join("none" if b is None else str(b) for b in budgets) + "]"
+
+    return [
+        f"**2b. Budget sweep** ({sweep['records']:,} reasoning records of about 240 tokens, four budgets, greedy; one "
+        f"batchgen sweep against one run per budget on the same replica; median of {sweep['repeats']} runs each, "
+        "alternating)",
+        _table(["budgets", "case", "seconds (median)", "spread s", "decoded tokens", "prefill tokens"],
+               [[named(s["budgets"]), name, c["seconds"], f"{min(c['seconds_runs'])}-{max(c['seconds_runs'])}",
+                 c["decode_tokens"], c["prefill_tokens"]] for s in sweep["sets"].values() for name, c in s["cases"].items()]),
+        "The four separate runs take "
+        + " and ".join(f"**{s['separate/sweep (time)']:.2f}x** the sweep's time at {named(s['budgets'])} (decoding "
+                       f"{s['separate/sweep (decoded tokens)']:.2f}x its tokens)" for s in sweep["sets"].values())
+        + "; the rows are " + ("identical, budget by budget." if all(s["identical_rows"] for s in sweep["sets"].values())
+                               else "NOT identical (a defect)."),
+    ]
+
+
 def markdown(results: dict) -> str:
     peers, budget, memory, scaling, pipeline = (results[k] for k in ("peers", "budget", "memory", "scaling", "pipeline"))
     parts = [
@@ -59,6 +81,7 @@ def markdown(results: dict) -> str:
         "The same records take the two-request client "
         + " and ".join(f"**{s['ratios']['two requests/one pass (time)']:.2f}x** the one-pass time on {p} prompts"
                        for p, s in budget["sets"].items()) + ".",
+        *_sweep(results.get("sweep")),
         "**3. Streaming memory** (stand-in engine: no model; batchgen's readers, replicas' actor pool and writers are real)",
         _table(["input records", "driver peak MiB", "worker peak MiB", "first shard written s",
                 "input read to the end s", "wall s"],

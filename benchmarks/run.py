@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # counts, the stand-in's decode step in seconds; pipeline: the two job sizes whose difference gives the
 # pipeline's CPU per record.
 SIZES = {
-    "smoke": {"peers": (24, 1), "budget": (16, 1), "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
+    "smoke": {"peers": (24, 1), "budget": (16, 1), "sweep": (8, 1), "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
               "pipeline": (500, 1_500)},
-    "default": {"peers": (2_000, 3), "budget": (512, 3), "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05),
+    "default": {"peers": (2_000, 3), "budget": (512, 3), "sweep": (128, 3), "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05),
                 "pipeline": (10_000, 40_000)},
-    "full": {"peers": (10_000, 3), "budget": (2_000, 3), "memory": [10_000, 1_000_000],
+    "full": {"peers": (10_000, 3), "budget": (2_000, 3), "sweep": (512, 3), "memory": [10_000, 1_000_000],
              "scaling": (8_192, [1, 2, 4, 8], 0.05), "pipeline": (10_000, 80_000)},
 }
 SYSTEMS = ("vllm", "ray-data", "batchgen")
@@ -142,6 +142,12 @@ def budget(records: int, repeats: int, logs: Path) -> dict:
     return {"records": records, "repeats": repeats, "sets": sets}
 
 
+def sweep(records: int, repeats: int, logs: Path) -> dict:
+    """A 4-budget sweep against 4 separate runs of the same records, alternating in one process (one engine
+    start): medians of `repeats` runs each (`benchmarks.sweep_cost`)."""
+    return measure("sweep_cost", "--records", records, "--repeats", repeats, logs=logs)
+
+
 def scaling(per_replica: int, counts: list[int], step: float, logs: Path) -> list[dict]:
     runs = [measure("scale", "replicas", "--replicas", n, "--records", per_replica * n, "--step-seconds", step, logs=logs)
             for n in counts]
@@ -188,6 +194,7 @@ def main() -> None:
         "peers": [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
         "ray_beside": ray_beside(*sizes["peers"], logs=logs),
         "budget": budget(*sizes["budget"], logs=logs),
+        "sweep": sweep(*sizes["sweep"], logs=logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
         "scaling": scaling(*sizes["scaling"], logs=logs),
         "pipeline": pipeline_cost(*sizes["pipeline"], logs=logs),

@@ -41,6 +41,14 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
         assert one_pass["prefill_tokens_recomputed"] == 0 < two_requests["prefill_tokens_recomputed"]
         assert cases["no budget, same tokens"]["output_tokens"] == one_pass["output_tokens"]
         assert budget_set["ratios"]["two requests/one pass (time)"] > 0
+    sweep = results["sweep"]
+    assert sweep["records"] == 8 and set(sweep["sets"]) == {"quartiles", "small"}
+    for budget_set in sweep["sets"].values():
+        # One reasoning per record against four: fewer tokens decoded, more prefilled (the forks), same rows.
+        cases = budget_set["cases"]
+        assert budget_set["identical_rows"] and len(budget_set["budgets"]) == 4
+        assert cases["sweep"]["decode_tokens"] < cases["separate"]["decode_tokens"]
+        assert cases["sweep"]["prefill_tokens"] > cases["separate"]["prefill_tokens"] / 4
     assert [(m["records"], m["input_files"]) for m in results["memory"]] == [(500, 20), (2000, 20)]
     assert all(m["driver_peak_mib"] > 0 and m["worker_peak_mib"] > 0 for m in results["memory"])
     assert [(s["replicas"], s["records"]) for s in results["scaling"]] == [(1, 1024), (2, 2048)]
@@ -50,5 +58,5 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
     assert pipeline["cpu_ms_per_record_all_in"] > 0 and all(run["standin_cpu_s"] > 0 for run in pipeline["runs"])
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "table.md").read_text()
-    assert "| ray.data.llm |" in table and "| card's two-request client |" in table
+    assert "| ray.data.llm |" in table and "| card's two-request client |" in table and "| separate |" in table
     assert (ROOT / "README.md").read_text() == readme, "a smoke run must leave the README's figures alone"
