@@ -4,7 +4,6 @@ output prefix's identity and commits, stats."""
 from __future__ import annotations
 
 import gzip
-import io
 import json
 
 import pyarrow as pa
