@@ -172,15 +172,17 @@ class OutputPrefix:
         return self.fs.exists(self._file(name))
 
     def scanner(self, columns: list[str], files: list[str] | None = None):
-        """A scanner of the data files over `columns` (read in batches: `.to_batches()`), or None when there
-        are none. The format is read from the files' extension."""
+        """A scanner of the data files over those of `columns` they have (None: all; read in batches:
+        `.to_batches()`), or None when there are none. The format is read from the files' extension."""
         import pyarrow.dataset as pads
 
         files = self.data_files() if files is None else files
         if not files:
             return None
         fmt = "json" if _format_of(files[0]) == "jsonl" else "parquet"
-        return pads.dataset(files, filesystem=arrow_fs(self.fs), format=fmt).scanner(columns=columns)
+        dataset = pads.dataset(files, filesystem=arrow_fs(self.fs), format=fmt)
+        # Outputs of an earlier version lack the newer columns: read what is there.
+        return dataset.scanner(columns=None if columns is None else [c for c in columns if c in dataset.schema.names])
 
     def rows(self):
         """Every row written, as dicts, data file by data file (streamed: one batch in memory at a time)."""

@@ -21,7 +21,7 @@ from batchgen.stats import RowCounts
 
 # The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
 COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "reasoning_end", "prompt_tokens",
-           "reasoning_tokens", "completion_tokens", "error"]
+           "reasoning_tokens", "completion_tokens", "error", "max_thinking_tokens"]
 EXAMPLES = 3  # example ids kept per error code
 PERCENTILES = (0.5, 0.9, 0.99)
 
@@ -56,6 +56,9 @@ class Survey:
     reasoning_tokens: int
     completion_tokens: int
     reasoning_tokens_percentiles: dict[str, int] = field(default_factory=dict)
+    # Where rows ran at more than one thinking budget (a sweep): per budget ("none": no budget) its rows,
+    # the reasoning tokens' percentiles over its rows with reasoning on, and its budget hits.
+    by_budget: dict[str, dict] = field(default_factory=dict)
     stats: dict | None = None  # `_stats.json`, when a run got as far as writing it
 
     @property
@@ -132,7 +135,22 @@ def _tally(table: pa.Table) -> dict:
         prompt_tokens=counts.prompt_tokens, reasoning_tokens=counts.reasoning_tokens,
         completion_tokens=counts.completion_tokens,
         reasoning_tokens_percentiles=percentiles,
+        by_budget=_by_budget(rows),
     )
+
+
+def _by_budget(rows: list[dict]) -> dict[str, dict]:
+    groups = defaultdict(list)
+    for row in rows:
+        if row["finish_reason"] != "error":  # answers; a record that could not run has no budget to count
+            groups[row.get("max_thinking_tokens")].append(row)
+    if len(groups) < 2:
+        return {}
+    order = sorted(groups, key=lambda b: (b is None, b or 0))
+    return {("none" if b is None else str(b)): {
+        "rows": len(groups[b]), "budget_hits": sum(bool(r["thinking_budget_hit"]) for r in groups[b]),
+        "reasoning_tokens_percentiles": percentiles_of([r["reasoning_tokens"] for r in groups[b] if r["reasoning"] == "on"]),
+    } for b in order}
 
 
 def describe(found: Survey) -> str:
@@ -158,6 +176,10 @@ def describe(found: Survey) -> str:
         f"  ended by   {counts(found.reasoning_ends)}; thinking budget hit {found.budget_hits:,}",
         f"  finish     {counts(found.finish_reasons)}",
     ]
+    if found.by_budget:
+        lines.append("  by budget  " + "; ".join(
+            f"{budget}: {g['rows']:,} rows, reasoning p50 {g['reasoning_tokens_percentiles'].get('p50', 0):,}, "
+            f"budget hit {g['budget_hits']:,}" for budget, g in found.by_budget.items()))
     if found.stats:
         stats = found.stats
         lines.append(f"  last run   {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "

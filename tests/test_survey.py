@@ -8,8 +8,10 @@ import os
 import pytest
 
 from batchgen.prefix import OutputPrefix
+from batchgen.records import RecordError
+from batchgen.rows import answer_row, error_row
 from batchgen.survey import describe, percentiles_of, survey
-from tests.prefixes import ROWS, STATS, write_prefix
+from tests.prefixes import MODEL, ROWS, STATS, write_prefix
 
 
 def test_a_finished_prefix_is_counted_from_its_rows(tmp_path):
@@ -58,3 +60,19 @@ def test_percentiles_by_nearest_rank():
     assert percentiles_of(list(range(1, 101))) == {"p50": 50, "p90": 90, "p99": 99, "max": 100}
     assert percentiles_of([7]) == {"p50": 7, "p90": 7, "p99": 7, "max": 7} and percentiles_of([]) == {}
 
+
+
+def test_a_sweep_is_summed_up_by_budget(tmp_path):
+    rows = [answer_row(record_id=f"r{i}", model=MODEL, mode="on", reasoning_text="t", content="a", finish_reason="stop",
+                       reasoning_end="budget_line_break" if b is not None and b < 40 else "model", prompt_tokens=5,
+                       reasoning_tokens=min(b, 40) if b is not None else 40, completion_tokens=45,
+                       max_thinking_tokens=b)
+            for i in range(3) for b in (8, 16, None)]
+    rows.append(error_row("bad", MODEL, RecordError("missing_prompt", "x")))
+    found = survey(write_prefix(tmp_path, rows, records=4, finished=True))
+    assert list(found.by_budget) == ["8", "16", "none"]
+    assert found.by_budget["8"] == {"rows": 3, "budget_hits": 3, "reasoning_tokens_percentiles":
+                                    {"p50": 8, "p90": 8, "p99": 8, "max": 8}}
+    assert "by budget  8: 3 rows, reasoning p50 8, budget hit 3; 16: 3 rows" in describe(found)
+    # one budget: no breakdown
+    assert survey(write_prefix(tmp_path / "one", rows[:1], records=1, finished=True)).by_budget == {}
