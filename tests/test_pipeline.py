@@ -333,5 +333,18 @@ def test_a_rerun_of_a_sampled_job_draws_the_same_samples(tmp_path, ray_cluster):
 
     first = answers("a", scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 3})
     assert [(rid, k) for rid, k, _ in first] == [(f"r{i}", k) for i in range(3) for k in range(2)]
-    assert first == answers("b", scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 1})
+    one_by_one = {"scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": 1},
+                  "output": {"uri": str(tmp_path / "b"), "min_rows_per_file": 1}}
+    assert first == answers("b", **one_by_one)
+    # A resumed job: one committed data file and its checkpoint entry gone, as if the job had been killed
+    # before them; the resume runs those records again and draws the same samples.
+    data = sorted((tmp_path / "b").glob("part-*.parquet"))
+    assert len(data) == 3
+    (tmp_path / "b" / "_SUCCESS").unlink()
+    data[1].unlink()
+    (tmp_path / "b" / "_checkpoint" / (data[1].name.rsplit("-", 1)[0] + ".parquet")).unlink()
+    stats = run(job(tmp_path / "in.jsonl", tmp_path / "b", **one_by_one))
+    assert (stats.skipped_already_done, stats.records, stats.rows) == (2, 3, 6)
+    rows = read_rows(tmp_path / "b").to_pylist()
+    assert sorted((r["id"], r["sample_index"], r["reasoning_content"]) for r in rows) == first
     assert first != answers("c", seed=1)
