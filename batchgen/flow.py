@@ -26,24 +26,24 @@ class EngineDied(RuntimeError):
 
 
 class RecordPool:
-    """Finished records (each its rows, one per sample), each with the tag its submitter gave it (which batch
-    and row it came from), handed
-    out first finished, first out. Thread-safe: Ray Data calls a replica from several threads."""
+    """Finished records, each as its rows (one per sample and budget) with the tag its submitter gave it
+    (which batch and row it came from), handed out first finished, first out. Thread-safe: Ray Data calls a
+    replica from several threads."""
 
     def __init__(self) -> None:
-        self._done: deque[tuple[dict, Hashable]] = deque()
+        self._done: deque[tuple[list[dict], Hashable]] = deque()
         self._failure: BaseException | None = None
         self._ready = threading.Condition()
         self.in_flight = 0  # submitted and not finished
 
-    def add(self, row: dict, tag) -> None:
-        """A row that needed no engine (an error row): finished at once."""
+    def add(self, rows: list[dict], tag) -> None:
+        """A record's rows that needed no engine (an error row): finished at once."""
         with self._ready:
-            self._done.append((row, tag))
+            self._done.append((rows, tag))
             self._ready.notify_all()
 
     def submit(self, future: Future, tag) -> None:
-        """A record running on the engine; its row joins the pool when `future` resolves. A future that
+        """A record running on the engine; its rows join the pool when `future` resolves. A future that
         fails (the engine died) fails every later `take` of this pool: the replica must be replaced."""
         with self._ready:
             self.in_flight += 1
@@ -59,9 +59,9 @@ class RecordPool:
                 self._done.append((future.result(), tag))
             self._ready.notify_all()
 
-    def take(self, count: int) -> list[tuple[dict, Hashable]]:
-        """Waits until `count` rows have finished and returns them (first finished first); raises the
-        first engine failure instead, if there was one."""
+    def take(self, count: int) -> list[tuple[list[dict], Hashable]]:
+        """Waits until `count` records have finished and returns their rows (first finished first); raises
+        the first engine failure instead, if there was one."""
         with self._ready:
             self._ready.wait_for(lambda: self._failure is not None or len(self._done) >= count)
             if self._failure is not None:

@@ -12,7 +12,7 @@ silent drop.
 Output (`output.format: openai`): one line per input line, `{"id", "custom_id", "response": {"status_code":
 200, "request_id", "body": <chat.completion>}, "error": null}`, the record's samples as the completion's
 `choices` (`message` with `content`, `reasoning_content`, `tool_calls`; `usage` with
-`completion_tokens_details.reasoning_tokens`); a record without an answer is `"response": null, "error":
+`completion_tokens_details.reasoning_tokens`); a record without any answer is `"response": null, "error":
 {"code", "message"}`, as OpenAI's error file has it.
 """
 
@@ -52,6 +52,9 @@ def record_of(line: dict) -> dict | RecordError:
     if line.get("method", "POST") != "POST" or line.get("url", CHAT_URL) != CHAT_URL:
         return RecordError("invalid_value", f'method and url: only POST {CHAT_URL} runs (got {line.get("method")!r} '
                                             f'{line.get("url")!r:.60})')
+    custom_id = line.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        return RecordError("invalid_value", f"custom_id: every line needs one, a non-empty string (got {custom_id!r:.60})")
     unknown = sorted(set(line) - {"custom_id", "method", "url", "body"})
     body = line.get("body")
     if unknown or not isinstance(body, dict):
@@ -77,10 +80,9 @@ def record_of(line: dict) -> dict | RecordError:
         record["max_tokens"] = limit
     if mode is not None:
         record["reasoning"] = mode
-    if "custom_id" in line:
-        # The id, and a passthrough column, so the output line gives back the line's own custom_id (a
-        # duplicate's row id is `custom_id@file:line`).
-        record["id"] = record["custom_id"] = line["custom_id"]
+    # The id, and a passthrough column, so the output line gives back the line's own custom_id (a
+    # duplicate's row id is `custom_id@file:line`).
+    record["id"] = record["custom_id"] = custom_id
     return record
 
 
@@ -88,38 +90,50 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
 
 
-def _choice(row: dict) -> dict:
+def _choice(index: int, row: dict) -> dict:
     message = {"role": "assistant", "content": row["content"], "reasoning_content": row["reasoning_content"]}
     if row["tool_calls"]:
         message["tool_calls"] = [{"id": c["id"], "type": "function",
                                   "function": {"name": c["name"], "arguments": c["arguments"]}}
                                  for c in row["tool_calls"]]
     logprobs = row.get("logprobs")
-    return {"index": row["sample_index"], "message": message, "finish_reason": row["finish_reason"],
+    return {"index": index, "message": message, "finish_reason": row["finish_reason"],
             "logprobs": None if logprobs is None else {"content": logprobs["content"],
                                                        "reasoning_content": logprobs["reasoning_content"]},
-            # batchgen's own: why an answer does not hold (a structured answer cut short, a tool call unread).
+            # batchgen's own: which sample and budget this is, and why an answer does not hold (a structured
+            # answer cut short, a tool call unread).
+            "sample_index": row["sample_index"], "max_thinking_tokens": row["max_thinking_tokens"],
             "error": row["error"]}
 
 
+def _error(row: dict) -> dict:
+    code, _, message = (row["error"] or "error: no answer").partition(": ")
+    return {"code": code, "message": message}
+
+
 def output_line(rows: list[dict], custom_id: str | None, job: str, created: int) -> dict:
-    """The Batch API output line of one record's rows (its samples, in sample order). `custom_id` is the
-    input line's own (None if it had none); the line's `id` is batchgen's row id, unique in the job."""
+    """The Batch API output line of one record's rows (its samples, and a sweep's budgets, in row order)
+    as `choices`, numbered in that order. `custom_id` is the input line's own; the line's `id` is derived
+    from batchgen's row id, unique in the job. A record none of whose rows has an answer is an error line;
+    rows without an answer beside answered ones are left out of `choices` and listed in the body's
+    `errors` (batchgen's, with their `sample_index` and `max_thinking_tokens`)."""
     rid = rows[0]["id"]
-    failed = next((r for r in rows if r["content"] is None), None)
+    answered = [r for r in rows if r["content"] is not None]
     line = {"id": f"batch_req_{_digest(job, rid)}", "custom_id": custom_id, "response": None, "error": None}
-    if failed is not None:
-        code, _, message = (failed["error"] or "error: no answer").partition(": ")
-        line["error"] = {"code": code, "message": message}
+    if not answered:
+        line["error"] = _error(rows[0])
         return line
-    completion_tokens = sum(r["completion_tokens"] for r in rows)
+    completion_tokens = sum(r["completion_tokens"] for r in answered)
     body = {
         "id": f"chatcmpl-{_digest(job, rid, 'completion')}", "object": "chat.completion", "created": created,
-        "model": rows[0]["model"], "choices": [_choice(r) for r in rows],
+        "model": rows[0]["model"], "choices": [_choice(i, r) for i, r in enumerate(answered)],
         "usage": {"prompt_tokens": rows[0]["prompt_tokens"], "completion_tokens": completion_tokens,
                   "total_tokens": rows[0]["prompt_tokens"] + completion_tokens,
-                  "completion_tokens_details": {"reasoning_tokens": sum(r["reasoning_tokens"] for r in rows)}},
+                  "completion_tokens_details": {"reasoning_tokens": sum(r["reasoning_tokens"] for r in answered)}},
     }
+    if len(answered) < len(rows):
+        body["errors"] = [{"sample_index": r["sample_index"], "max_thinking_tokens": r["max_thinking_tokens"],
+                           **_error(r)} for r in rows if r["content"] is None]
     line["response"] = {"status_code": 200, "request_id": f"req_{_digest(job, rid, 'request')}", "body": body}
     return line
 
@@ -131,7 +145,8 @@ def output_lines(rows, job: str, created: int):
     group: list[dict] = []
 
     def line() -> dict:
-        return output_line(group, group[0].get("custom_id") or group[0]["id"], job, created)
+        custom_id = group[0].get("custom_id")
+        return output_line(group, group[0]["id"] if custom_id is None else custom_id, job, created)
 
     for row in rows:
         if group and row["id"] != group[0]["id"]:

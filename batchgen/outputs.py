@@ -65,6 +65,8 @@ def check_structured(content: str, structured: dict) -> str | None:
             json.loads(content)
         except json.JSONDecodeError as exc:
             return f"invalid_structured_output: {field}: the answer is not JSON: {exc.msg} at character {exc.pos}"
+        except RecursionError:  # an answer cut off deep inside nested arrays or objects
+            return f"invalid_structured_output: {field}: the answer is not JSON: nested too deep to read"
     elif "choice" in structured and content not in structured["choice"]:
         return f"invalid_structured_output: {field}: the answer {content!r:.80} is none of the choices"
     return None

@@ -119,10 +119,9 @@ class GenerateStage:
             # Only a new process can host a new engine: Ray restarts this actor and retries its batches.
             os._exit(1)
         rows, columns = gather(taken)
-        # A record failed when none of its rows is an answer (one sample's error is that sample's row).
-        failed = sum(all(r["error"] is not None and r["content"] is None for r in record_rows) for record_rows, _ in taken)
         verdict = ray.get(self.progress.taken.remote(
-            [record_rows[0]["id"] for record_rows, _ in taken], failed, sum(r["completion_tokens"] for r in rows)))
+            [record_rows[0]["id"] for record_rows, _ in taken], len(rows), sum(r["error"] is not None for r in rows),
+            sum(r["completion_tokens"] for r in rows)))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
         return assemble(rows, columns, self.passthrough)
@@ -168,11 +167,12 @@ def _progress_actor(max_fraction: float, min_records: int):
         def ready(self, at: float) -> None:
             self.tally.ready(at)
 
-        def taken(self, ids: list[str], errors: int, tokens: int) -> str:
-            """Records whose rows a replica handed to the writer; returns the early-stop verdict ("" to go on)."""
+        def taken(self, ids: list[str], rows: int, errors: int, tokens: int) -> str:
+            """Records (`ids`) whose rows a replica handed to the writer, with their error rows and tokens;
+            returns the early-stop verdict ("" to go on)."""
             self.ledger.end(ids)
             self.handed_out.add(ids)
-            return self.tally.add(len(ids), errors, tokens)
+            return self.tally.add(len(ids), rows, errors, tokens)
 
         def snapshot(self) -> Tally:
             return self.tally
@@ -200,12 +200,17 @@ def _data_context() -> Iterator:
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    saved = context.enable_progress_bars, context.checkpoint_config
+    saved = context.enable_progress_bars, context.checkpoint_config, context.target_max_block_size
     context.enable_progress_bars = False
+    # A replica call's rows stay one block, so a record's rows (its samples, its budgets) go into one data
+    # file and one checkpoint commit: Ray Data would split a map output past 1.5x this size, and a kill
+    # between the two halves' commits would leave a resumed record short of rows. A call's output is at
+    # most `batch_size` records' rows, so the block stays bounded.
+    context.target_max_block_size = None
     try:
         yield context
     finally:
-        context.enable_progress_bars, context.checkpoint_config = saved
+        context.enable_progress_bars, context.checkpoint_config, context.target_max_block_size = saved
 
 
 def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_changed_spec: bool = False,

@@ -32,7 +32,7 @@ from batchgen.storage import STAGING_PREFIX, InputSet, _format_of, arrow_fs, ope
 
 JOB_FILE, STATS_FILE, SUCCESS_FILE, CHECKPOINT_DIR = "_job.json", "_stats.json", "_SUCCESS", "_checkpoint"
 BATCH_OUTPUT = "_batch_output.jsonl"  # output.format openai: OpenAI Batch API output lines, written last
-SHAPING = ("model", "engine", "defaults", "budget")
+SHAPING = ("model", "engine", "defaults", "budget", "seed")  # what makes two jobs' rows differ
 # Ray Data's name for a checkpoint written before its data file and not yet committed
 # (ray/data/checkpoint/checkpoint_writer.py: PENDING_CHECKPOINT_SUFFIX); a test checks it against Ray's.
 PENDING_SUFFIX = ".pending.parquet"
@@ -55,7 +55,7 @@ class Manifest:
 
     @property
     def shaping(self) -> dict:
-        return {**{k: self.spec[k] for k in SHAPING}, "output_format": self.spec["output"]["format"]}
+        return {**{k: self.spec.get(k) for k in SHAPING}, "output_format": self.spec["output"]["format"]}
 
     @property
     def fingerprint(self) -> str:

@@ -366,7 +366,8 @@ def normalize(raw: dict, defaults: RecordFields | None = None, row_id: str | Non
     top_logprobs = pick("top_logprobs")
     if top_logprobs is not None and not pick("logprobs"):
         return RecordError("invalid_value", f"top_logprobs: needs logprobs: true, as in OpenAI's API (got {top_logprobs})")
-    if pick("logprobs") and isinstance(pick("max_thinking_tokens"), list):
+    budgets = pick("max_thinking_tokens")
+    if pick("logprobs") and isinstance(budgets, list) and len(budgets) > 1:
         # A sweep's smaller budgets continue from a prompt: their reasoning's logprobs are not generated again.
         return RecordError("invalid_value", "logprobs: not with a budget sweep (max_thinking_tokens is a list)")
     return Request(

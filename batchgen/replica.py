@@ -190,7 +190,8 @@ class Replica:
         (`prompting.sample_seed`), and a budget sweep gives each sample a row per budget (`_sweep`). vLLM's
         own `n` fans a request out into the same `n` child requests (`vllm/v1/engine/parallel_sampling.py`);
         one request per sample keeps budgets, answer-only stop strings and seeds per sample. Values vLLM
-        refuses are the record's: one error row."""
+        refuses are the record's: one error row. Any other failure is the row's of that sample and budget;
+        an engine death is no record's (`EngineDied`)."""
         from vllm.exceptions import VLLMValidationError
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -198,21 +199,30 @@ class Replica:
         seeds = [sample_seed(self.seed, rid, k, own_seed) for k in range(prepared.n)]
         run = self._sweep if prepared.sweep else self._one_budget
         done = await asyncio.gather(*(run(prepared, seed) for seed in seeds), return_exceptions=True)
-        for outcome in done:
-            if isinstance(outcome, EngineDeadError):  # not this record's fault: the caller must restart the replica
-                raise EngineDied(str(outcome)) from outcome
-        for outcome in done:
-            if isinstance(outcome, (ValueError, VLLMValidationError)):  # the record's values were refused
-                return [error_row(rid, self.model_name, refused(outcome, prepared.structured), prepared.mode,
+        # A sample's outcome: its failure, or (budget, plan, completion or failure) per budget.
+        outcomes = [[(None, None, sample)] if isinstance(sample, BaseException) else sample for sample in done]
+        failures = [result for sample in outcomes for _, _, result in sample if isinstance(result, BaseException)]
+        for failure in failures:
+            if isinstance(failure, EngineDeadError):  # not this record's fault: the caller must restart the replica
+                raise EngineDied(str(failure)) from failure
+        for failure in failures:
+            if isinstance(failure, (ValueError, VLLMValidationError)):  # the record's values were refused
+                return [error_row(rid, self.model_name, refused(failure, prepared.structured), prepared.mode,
                                   len(prepared.prompt_ids))]
-        rows = []
-        for k, outcome in enumerate(done):
-            if isinstance(outcome, BaseException):
-                error = RecordError("engine_error", f"{type(outcome).__name__}: {outcome}")
-                rows.append(error_row(rid, self.model_name, error, prepared.mode, len(prepared.prompt_ids), k))
-            else:
-                rows.extend(self._shape(prepared, completion, k, plan, budget) for budget, plan, completion in outcome)
-        return rows
+        return [self._row(prepared, result, k, plan, budget)
+                for k, sample in enumerate(outcomes) for budget, plan, result in sample]
+
+    def _row(self, prepared: EngineInput, result, k: int, plan: BudgetPlan | None, budget: int | None) -> dict:
+        """One sample's row at one budget; a failure, or an answer that cannot be shaped, is its error row
+        (never the job's: the replica goes on)."""
+        if not isinstance(result, BaseException):
+            try:
+                return self._shape(prepared, result, k, plan, budget)
+            except Exception as exc:  # noqa: BLE001 - a parser's or decoder's failure on one answer
+                result = exc
+        error = RecordError("engine_error", f"{type(result).__name__}: {result}")
+        return error_row(prepared.record_id, self.model_name, error, prepared.mode, len(prepared.prompt_ids), k,
+                         budget if prepared.sweep else prepared.max_thinking_tokens)
 
     async def _one_budget(self, prepared: EngineInput, seed: int) -> list[tuple]:
         return [(prepared.max_thinking_tokens, prepared.budget, await self._complete(prepared, seed))]
@@ -221,11 +231,11 @@ class Replica:
         """One sample of a budget sweep: the largest budget runs, streamed; every smaller budget forks from
         it the moment its cut point passes (`sweep.ForkWatch`), as a continuation that generates only the
         answer. A budget that never forks (the model closed its reasoning first) gets the largest budget's
-        completion. (budget, plan, completion) per budget, in the record's order."""
-        plans = dict(prepared.sweep)
-        watch = ForkWatch({b: plan for b, plan in plans.items() if b != prepared.max_thinking_tokens and plan},
+        completion. (budget, plan, completion or the exception that ended it) per budget, in the record's
+        order; a failure of the largest budget's request is raised (no budget has a row without it)."""
+        watch = ForkWatch({b: plan for b, plan in prepared.sweep if b != prepared.max_thinking_tokens and plan},
                           self._line_breaks)
-        forks: dict[int, asyncio.Task] = {}
+        forks: dict[int, asyncio.Future] = {}
 
         def fork_due(ids: list[int], token: int) -> None:
             for fork in watch.push(token):
@@ -233,8 +243,15 @@ class Replica:
                 fork_seed = sample_seed(seed, prepared.record_id, fork.budget, None)
                 forks[fork.budget] = asyncio.ensure_future(self._complete(prepared, fork_seed, kept))
 
-        main = await self._complete(prepared, seed, on_token=fork_due)
-        done = {b: await task for b, task in forks.items()}
+        try:
+            main = await self._complete(prepared, seed, on_token=fork_due)
+        except BaseException:
+            for task in forks.values():
+                task.cancel()
+            await asyncio.gather(*forks.values(), return_exceptions=True)
+            raise
+        results = await asyncio.gather(*forks.values(), return_exceptions=True)
+        done = dict(zip(forks, results))
         return [(b, plan, done.get(b, main)) for b, plan in prepared.sweep]
 
     async def _complete(self, prepared: EngineInput, seed: int, generated: list[int] = (),
@@ -253,13 +270,19 @@ class Replica:
 
         sampling = {**prepared.sampling, "seed": seed}
         stops = stop_strings(sampling.pop("stop", None))
-        generated = list(generated)
-        sampling["max_tokens"] -= len(generated)
-        if sampling["max_tokens"] < 1:  # max_tokens came within the forced close: as the separate run
-            return Completion(generated[:prepared.sampling["max_tokens"]], "length")
+        limit = sampling["max_tokens"]
+        generated = list(generated)[:limit]
+        answer = AnswerStops(stops, self._decode, prepared.mode, self.prompts.end_token_id) if stops else None
+        # What a separate run would have done within the forced close: stop on a stop string, or end at
+        # max_tokens. Either way no request is sent.
+        if answer and any(answer.push(token) for token in generated):
+            return Completion(answer.token_ids, "stop", answer.content)
+        if len(generated) >= limit:
+            return Completion(generated, "length")
+        sampling["max_tokens"] = limit - len(generated)
         structured = {k: v for k, v in (prepared.structured or {}).items() if k != "field"}
         plan = prepared.budget if not generated else None
-        watched = bool(stops) or on_token is not None
+        watched = answer is not None or on_token is not None
         params = SamplingParams(
             **sampling,
             logprobs=prepared.logprobs,
@@ -270,26 +293,23 @@ class Replica:
         )
         request_id = f"{prepared.record_id}-{uuid.uuid4().hex[:12]}"
         prompt_ids = prepared.prompt_ids + generated
-        self.engine_tokens["prefill"] += len(prompt_ids)
         # Closing the stream when leaving early tells vLLM the consumer is gone (after an abort, a no-op).
         async with contextlib.aclosing(self._engine.generate({"prompt_token_ids": prompt_ids}, params, request_id)) as outputs:
             if watched:
-                answer = AnswerStops(stops, self._decode, prepared.mode, self.prompts.end_token_id) if stops else None
                 completion = await self._stream(outputs, request_id, generated, answer, on_token)
             else:
                 async for output in outputs:
                     final = output.outputs[0]
                 completion = Completion(generated + list(final.token_ids), final.finish_reason or "stop", None,
                                         None if final.logprobs is None else list(final.logprobs))
+        self.engine_tokens["prefill"] += len(prompt_ids)
         self.engine_tokens["decode"] += len(completion.token_ids) - len(generated)
         return completion
 
     async def _stream(self, outputs, request_id: str, generated: list[int], stops: AnswerStops | None,
                       on_token: Callable[[list[int], int], None] | None) -> Completion:
+        """Reads a streamed request token by token (`stops` has seen `generated` already)."""
         ids, finish_reason, logprobs = list(generated), None, []
-        if stops and any(stops.push(token) for token in generated):  # a stop string inside the forced close
-            await self._engine.abort(request_id)
-            return Completion(stops.token_ids, "stop", stops.content)
         async for output in outputs:
             step = output.outputs[0]
             logprobs.extend(step.logprobs or [])

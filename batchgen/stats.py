@@ -17,23 +17,26 @@ import pyarrow as pa
 
 @dataclass
 class Tally:
-    """Records, errors and generated tokens so far; `verdict` says why the job must stop early, once the
-    share of failed records passed `max_fraction` after at least `min_records` (the spec's `errors`)."""
+    """Records, their rows, error rows and generated tokens so far; `verdict` says why the job must stop
+    early, once the share of error rows passed `max_fraction` after at least `min_records` records (the
+    spec's `errors`; the same share `JobStats.failed_share` judges at the end)."""
 
     max_fraction: float
     min_records: int
     records: int = 0
-    errors: int = 0
+    errors: int = 0  # rows with an error
+    rows: int = 0
     completion_tokens: int = 0
     verdict: str = ""
     first_ready: float | None = None  # wall clock (s) when the first replica was ready
 
-    def add(self, records: int, errors: int, completion_tokens: int) -> str:
+    def add(self, records: int, rows: int, errors: int, completion_tokens: int) -> str:
         self.records += records
+        self.rows += rows
         self.errors += errors
         self.completion_tokens += completion_tokens
-        if not self.verdict and self.records >= self.min_records and self.errors > self.max_fraction * self.records:
-            self.verdict = (f"stopped early: {self.errors} of the first {self.records} records failed, "
+        if not self.verdict and self.records >= self.min_records and self.errors > self.max_fraction * self.rows:
+            self.verdict = (f"stopped early: {self.errors} of the first {self.rows} rows failed, "
                             f"more than errors.max_fraction {self.max_fraction}")
         return self.verdict
 

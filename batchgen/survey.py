@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from batchgen.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
 from batchgen.stats import RowCounts
+from batchgen.sweep import sweep_order
 
 # The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
 COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "reasoning_end", "prompt_tokens",
@@ -146,11 +147,10 @@ def _by_budget(rows: list[dict]) -> dict[str, dict]:
             groups[row.get("max_thinking_tokens")].append(row)
     if len(groups) < 2:
         return {}
-    order = sorted(groups, key=lambda b: (b is None, b or 0))
     return {("none" if b is None else str(b)): {
         "rows": len(groups[b]), "budget_hits": sum(bool(r["thinking_budget_hit"]) for r in groups[b]),
         "reasoning_tokens_percentiles": percentiles_of([r["reasoning_tokens"] for r in groups[b] if r["reasoning"] == "on"]),
-    } for b in order}
+    } for b in sweep_order(list(groups))}
 
 
 def describe(found: Survey) -> str:

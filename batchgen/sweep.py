@@ -46,7 +46,8 @@ class ForkWatch:
         return due
 
     def due(self) -> list[Fork]:
-        """The forks whose cut point is the current position (also called once the output has ended)."""
+        """The forks whose cut point is the current position. Not asked once the output has ended: a cut
+        there would keep every token, so that budget's row is the main one."""
         forks = []
         for budget, tracker in list(self._trackers.items()):
             if tracker.forced_token() is not None:

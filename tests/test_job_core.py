@@ -299,10 +299,11 @@ def _no_inputs() -> InputSet:
 
 def test_the_tally_stops_the_job_once_too_many_records_failed():
     tally = Tally(max_fraction=0.5, min_records=4)
-    assert tally.add(3, 3, 0) == ""  # too few records to judge
-    verdict = "stopped early: 3 of the first 4 records failed, more than errors.max_fraction 0.5"
-    assert tally.add(1, 0, 10) == verdict
-    assert tally.add(2, 0, 0) == verdict and tally.completion_tokens == 10  # the first verdict stands
+    assert tally.add(3, 3, 3, 0) == ""  # too few records to judge
+    # judged on rows, as the final share is: a record with two samples brings two rows
+    verdict = "stopped early: 3 of the first 5 rows failed, more than errors.max_fraction 0.5"
+    assert tally.add(1, 2, 0, 10) == verdict
+    assert tally.add(2, 2, 0, 0) == verdict and tally.completion_tokens == 10  # the first verdict stands
 
 
 def test_stats_count_rows_and_round_trip_through_json():

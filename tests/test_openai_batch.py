@@ -50,6 +50,8 @@ def test_tool_choice_none_offers_no_tools():
     (line(tool_choice={"type": "function", "function": {"name": "f"}}), "body.tool_choice"),
     (line(reasoning_effort="max"), "body.reasoning_effort"),
     ({"custom_id": "x", "body": "text"}, "body must be an object"),
+    ({"body": line()["body"]}, "custom_id: every line needs one, a non-empty string (got None)"),
+    ({**line(), "custom_id": 7}, "custom_id: every line needs one, a non-empty string (got 7)"),
 ])
 def test_what_batchgen_cannot_honour_is_an_error_naming_it(raw, message):
     error = record_of(raw)
@@ -83,6 +85,20 @@ def test_tool_calls_and_logprobs_keep_openai_shapes():
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls[0].function.name == "f"
     assert choice.message.tool_calls[0].function.arguments == '{"x": 1}'
     assert choice.logprobs.content[0].token == "a" and choice.logprobs.content[0].top_logprobs[0].logprob == -0.1
+
+
+def test_a_sweep_and_a_failed_sample_keep_every_answer():
+    rows = [answer_row(record_id="s", model="m", mode="on", reasoning_text="t", content=f"a{b}", finish_reason="stop",
+                       reasoning_end="model", prompt_tokens=3, reasoning_tokens=2, completion_tokens=4,
+                       sample_index=0, max_thinking_tokens=b) for b in (8, None)]
+    rows.append(error_row("s", "m", RecordError("engine_error", "RuntimeError: boom"), "on", 3, 1, 8))
+    body = output_line(rows, "s", "job", 0)["response"]["body"]
+    completion = ChatCompletion.model_validate(body)
+    assert [(c.index, c.message.content, c.model_extra["max_thinking_tokens"]) for c in completion.choices] == [
+        (0, "a8", 8), (1, "aNone", None)]
+    assert body["errors"] == [{"sample_index": 1, "max_thinking_tokens": 8, "code": "engine_error",
+                               "message": "RuntimeError: boom"}]
+    assert completion.usage.completion_tokens == 8
 
 
 def test_a_record_without_an_answer_is_an_error_line():

@@ -214,7 +214,7 @@ def test_a_broken_input_stops_the_job_early(tmp_path, ray_cluster):
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     spec = job(tmp_path / "in.jsonl", tmp_path / "out", errors={"max_fraction": 0.5, "min_records": 4})
     # what happened, and what to do: see the error rows, fix or raise the limit, run again
-    with pytest.raises(JobFailed, match=r"stopped early: \d+ of the first \d+ records failed, more than "
+    with pytest.raises(JobFailed, match=r"stopped early: \d+ of the first \d+ rows failed, more than "
                        rf"errors.max_fraction 0.5\. See the error rows by code with `batchgen inspect {tmp_path / 'out'}`"):
         run(spec)
     stats = json.loads((tmp_path / "out" / "_stats.json").read_text())

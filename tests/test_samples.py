@@ -147,3 +147,12 @@ def test_with_reasoning_off_every_budget_is_the_same_generation(replica):
     rows = replica.generate([{"id": "o", "prompt": corpus.echo_prompt("apple"), "reasoning": "off",
                               "max_thinking_tokens": [0, 64]}])
     assert rows[0]["content"] == rows[1]["content"] and [r["max_thinking_tokens"] for r in rows] == [0, 64]
+
+
+def test_a_stop_string_in_the_forced_close_stops_a_fork_as_it_stops_a_separate_run(replica):
+    # The close text ends "</think>\n\n": a stop string "\n\n" matches inside it, before any request is sent.
+    record = {"id": "z", "prompt": corpus.steps_prompt("river"), "temperature": 0, "max_tokens": 200, "stop": ["\n\n"]}
+    swept = replica.generate([{**record, "max_thinking_tokens": [0, 8, None]}])
+    assert swept == replica.generate([{**record, "max_thinking_tokens": b} for b in (0, 8, None)])
+    # the forks' closes held the stop string (the unbudgeted reasoning runs on to max_tokens)
+    assert [(r["finish_reason"], r["content"]) for r in swept[:2]] == [("stop", ""), ("stop", "")]
