@@ -254,24 +254,26 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
         try:
             # A replica that dies may leave records that no retried batch holds any more (`flow`): another
             # pass over what the checkpoint has not committed runs them, while passes make progress.
-            before = -1
-            while (committed := prefix.committed_records()) < scanned.records:
+            # The checkpoint's ids are read once per pass (its count at the start is `skipped`'s).
+            before, committed = -1, skipped
+            while committed < scanned.records:
                 if committed == before:
                     raise JobFailed(f"{scanned.records - committed} records have no row after a pass that added "
                                     f"none; run the job again to resume them")
                 before = committed
                 _generate_and_write(spec, in_fs, inputs, prefix, scanned, progress, replica_factory)
+                committed = prefix.committed_records()
         except Exception:
             verdict = ray.get(progress.snapshot.remote()).verdict
             if not verdict:
                 raise
-            prefix.write_stats(_stats(spec, inputs, prefix, started, skipped, progress))
+            prefix.write_stats(_stats(spec, inputs, prefix, started, skipped, prefix.committed_records(), progress))
             raise JobFailed(verdict + _see_errors(spec)) from None
         finally:
             stop.set()
             if watcher:
                 watcher.join(timeout=30)
-    stats = _stats(spec, inputs, prefix, started, skipped, progress)
+    stats = _stats(spec, inputs, prefix, started, skipped, committed, progress)
     prefix.write_stats(stats)
     if failed := stats.failed_share(spec.errors.max_fraction):
         raise JobFailed(failed + _see_errors(spec))
@@ -301,14 +303,15 @@ def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPr
         generated.write_json(prefix.path, **options)
 
 
-def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float, skipped: int, progress) -> JobStats:
+def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float, skipped: int, records: int,
+           progress) -> JobStats:
     import ray
 
     tally = ray.get(progress.snapshot.remote())
     # Counted from what was written, not from what the replicas reported: retried work would count twice.
     return JobStats.build(
         job=spec.name, model=spec.model.path, input_files=len(inputs.files), files=len(prefix.data_files()),
-        counts=prefix.row_counts(), records=prefix.committed_records(), skipped=skipped, started=started,
+        counts=prefix.row_counts(), records=records, skipped=skipped, started=started,
         first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
 
 

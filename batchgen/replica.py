@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import uuid
 from collections.abc import Callable
@@ -131,6 +132,9 @@ class Replica:
         # Tokens the engine prefilled and decoded for this replica's requests (a sweep's forks prefill their
         # kept reasoning again where the engine caches no prefixes): what the sweep benchmark reports.
         self.engine_tokens = {"prefill": 0, "decode": 0}
+        # One token's text, for logprobs: each position names its token and up to 20 alternatives, mostly
+        # the same few ids, so they are decoded once (only on the engine loop's thread).
+        self._token_text = functools.lru_cache(maxsize=1 << 16)(lambda token_id: self.tokenizer.decode([token_id]))
 
     @staticmethod
     async def _start(AsyncLLM, config, args):
@@ -244,7 +248,8 @@ class Replica:
                 forks[fork.budget] = asyncio.ensure_future(self._complete(prepared, fork_seed, kept))
 
         try:
-            main = await self._complete(prepared, seed, on_token=fork_due)
+            # Nothing to fork (reasoning off): the main request needs no streaming.
+            main = await self._complete(prepared, seed, on_token=fork_due if watch else None)
         except BaseException:
             for task in forks.values():
                 task.cancel()
@@ -338,8 +343,7 @@ class Replica:
     def _logprobs(self, completion: Completion, prepared: EngineInput, reasoning_ids: list[int] | None) -> dict | None:
         if completion.logprobs is None:
             return None
-        shaped = token_logprobs(completion.token_ids, completion.logprobs, prepared.logprobs,
-                                lambda token_id: self.tokenizer.decode([token_id]))
+        shaped = token_logprobs(completion.token_ids, completion.logprobs, prepared.logprobs, self._token_text)
         cut = len(reasoning_ids or [])
         return {"reasoning_content": None if reasoning_ids is None else shaped[:cut], "content": shaped[cut:]}
 

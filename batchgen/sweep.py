@@ -37,6 +37,10 @@ class ForkWatch:
         self._trackers = {budget: BudgetTracker(plan, line_break_ids) for budget, plan in plans.items()}
         self._position = 0
 
+    def __bool__(self) -> bool:
+        """Whether any budget may still fork (none: reasoning off, or no smaller budget has a plan)."""
+        return bool(self._trackers)
+
     def push(self, token: int) -> list[Fork]:
         """Takes the main request's next output token; returns the forks due before it (each budget once)."""
         due = self.due()

@@ -39,6 +39,7 @@ def test_forks_come_as_soon_as_the_cut_point_passes():
     due = [[f.budget for f in watch.push(t)] for t in tokens]
     # budget 2: the line break after 2 tokens is token 3 -> forks before the 4th token; budget 4: token 7.
     assert due == [[], [], [], [2], [], [], [], [4]]
+    assert not watch and not ForkWatch({}, LINE_BREAKS)  # nothing left to fork
 
 
 def test_sweep_order_runs_no_budget_last():
