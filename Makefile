@@ -49,7 +49,7 @@ gpu-check:
 	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
 	$(GPU_VENV)/bin/pip install -q -e '.[gpu]'
 	$(GPU_VENV)/bin/python -m batchgen.toy.build
-	$(GPU_VENV)/bin/python -m batchgen.gpu_check
+	$(GPU_VENV)/bin/python -m batchgen.cli.gpu_check
 
 schemas: setup
 	for kind in job input output; do $(VENV)/bin/batchgen schema $$kind > schemas/$$([ $$kind = job ] && echo job || echo $$kind-record).schema.json; done

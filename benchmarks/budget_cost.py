@@ -2,7 +2,7 @@
 
     python -m benchmarks.budget_cost --records 512 --prompts short|long
 
-(a) batchgen's budget: its logits processor (batchgen.budget_processor) closes the reasoning inside the
+(a) batchgen's budget: its logits processor (batchgen.engine.budget_processor) closes the reasoning inside the
     request, in one pass. Strict mode, the rule the card's client applies, so (a) and (b) cut at the same token.
 (b) the model card's client: a first request capped at the budget, then a second request whose prompt is the
     first prompt, the reasoning and the closing text `.\\n</think>\\n\\n`; that prompt is prefilled again. Each
@@ -25,8 +25,8 @@ import json
 import time
 from collections.abc import Callable
 
-from batchgen.budget_processor import QUALNAME
-from batchgen.spec import BudgetSpec
+from batchgen.engine.budget_processor import QUALNAME
+from batchgen.spec.job import BudgetSpec
 from benchmarks.workload import budget_records, engine_args, engine_inputs
 
 FollowUp = Callable[[str, list[int]], tuple[list[int], dict] | None]

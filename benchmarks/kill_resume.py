@@ -43,7 +43,7 @@ def main() -> None:
         spec["defaults"]["max_tokens"] = 24
         spec["scaling"]["batch_size"] = 32
         (tmp / "job.yaml").write_text(yaml.safe_dump(spec))
-        command = [sys.executable, "-m", "batchgen.cli", "run", str(tmp / "job.yaml")]
+        command = [sys.executable, "-m", "batchgen.cli.app", "run", str(tmp / "job.yaml")]
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         generated = 0
         for kill_at in (0.25, 0.6):

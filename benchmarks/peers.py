@@ -96,8 +96,8 @@ def ray_data_llm(model: str, records: list[dict], tmp: Path) -> dict:
 
 
 def batchgen_job(model: str, records: list[dict], tmp: Path) -> dict:
-    from batchgen.pipeline import run
-    from batchgen.spec import JobSpec
+    from batchgen.cluster.pipeline import run
+    from batchgen.spec.job import JobSpec
 
     write_jsonl(tmp / "records.jsonl", records)
     spec = JobSpec.model_validate({

@@ -37,7 +37,7 @@ def write_inputs(folder: Path, records: int, max_tokens, per_file: int) -> None:
 
 
 def job_spec(inputs: Path, output: Path, replicas: int, batch_size: int, max_num_seqs: int = 256):
-    from batchgen.spec import JobSpec
+    from batchgen.spec.job import JobSpec
 
     return JobSpec.model_validate({
         "name": "bench-stand-in",
@@ -84,7 +84,7 @@ def first_data_file(folder: Path, started: float, found: dict, stop: threading.E
 
 
 def memory(records: int) -> dict:
-    from batchgen.pipeline import run
+    from batchgen.cluster.pipeline import run
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -124,7 +124,7 @@ def replicas(count: int, records: int, step_seconds: float, max_num_seqs: int = 
     """One job on `count` GPU-like stand-ins: records/s, and the engines' occupancy (running sequences /
     max_num_seqs) from the first replica ready until the input ran out (the last record submitted), the
     final drain excepted."""
-    from batchgen.pipeline import run
+    from batchgen.cluster.pipeline import run
 
     lengths = long_tailed_lengths(records)
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +152,7 @@ def pipeline(records: int) -> dict:
     """One job at the default scaling on a stand-in too fast to matter (one-token records, a 0.2 ms step
     for 1,024 sequences): batchgen, not the engine, sets the pace. Reports records/s and the stand-in's own
     CPU seconds, which the harness subtracts from the job's (`run.pipeline_cost`)."""
-    from batchgen.pipeline import run
+    from batchgen.cluster.pipeline import run
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -17,9 +17,9 @@ import time
 from collections import deque
 from concurrent.futures import Future
 
-from batchgen.records import RecordError, normalize
-from batchgen.rows import answer_row, error_row
-from batchgen.spec import JobSpec
+from batchgen.record.contract import RecordError, normalize
+from batchgen.record.rows import answer_row, error_row
+from batchgen.spec.job import JobSpec
 from benchmarks.events import log_event
 
 STEP_SECONDS = "BATCHGEN_STANDIN_STEP_SECONDS"  # one decode step, for all running sequences at once
@@ -87,12 +87,12 @@ class StandInReplica:
 def install() -> None:
     """Ray's worker_process_setup_hook: instruments the readers (no behaviour changed) so that every worker
     logs when it finishes reading an input file."""
-    import batchgen.storage
+    import batchgen.core.storage
 
-    reader = batchgen.storage.read_stream
+    reader = batchgen.core.storage.read_stream
 
     def logged(stream, path, *args, **kwargs):
         yield from reader(stream, path, *args, **kwargs)
         log_event("read", path)
 
-    batchgen.storage.read_stream = logged
+    batchgen.core.storage.read_stream = logged

@@ -30,8 +30,8 @@ import random
 import statistics
 import time
 
-from batchgen.replica import Replica
-from batchgen.spec import BudgetSpec
+from batchgen.engine.replica import Replica
+from batchgen.spec.job import BudgetSpec
 from batchgen.toy import corpus
 from benchmarks.workload import ENGINE, MODEL
 

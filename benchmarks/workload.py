@@ -11,10 +11,10 @@ import json
 import random
 from pathlib import Path
 
-from batchgen.models import TOY_MODEL, engine_defaults, load_tokenizer, profile_for, resolve_path
-from batchgen.prompting import PromptBuilder
-from batchgen.records import RecordFields, normalize
-from batchgen.spec import BudgetSpec, ModelSpec
+from batchgen.engine.models import TOY_MODEL, engine_defaults, load_tokenizer, profile_for, resolve_path
+from batchgen.record.prompting import PromptBuilder
+from batchgen.record.contract import RecordFields, normalize
+from batchgen.spec.job import BudgetSpec, ModelSpec
 from batchgen.toy import corpus
 
 MODEL = ModelSpec(path=TOY_MODEL)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from batchgen.spec import BudgetSpec, ModelSpec
+from batchgen.spec.job import BudgetSpec, ModelSpec
 
 # Fake credentials for the loopback S3 server, set before Ray starts so its workers inherit them.
 for _name, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
@@ -38,7 +38,7 @@ def toy_tokenizer(toy_model_dir):
 
 @pytest.fixture(scope="session")
 def replica(toy_model_dir):
-    from batchgen.replica import Replica
+    from batchgen.engine.replica import Replica
 
     with Replica(TOY, TEST_ENGINE, BudgetSpec(grace_tokens=TEST_GRACE)) as engine:
         yield engine

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchgen.prefix import Manifest, OutputPrefix
-from batchgen.records import RecordError
-from batchgen.rows import OUTPUT_SCHEMA, answer_row, error_row
-from batchgen.spec import JobSpec
-from batchgen.stats import JobStats
-from batchgen.storage import InputSet, open_fs
+from batchgen.core.prefix import Manifest, OutputPrefix
+from batchgen.record.contract import RecordError
+from batchgen.record.rows import OUTPUT_SCHEMA, answer_row, error_row
+from batchgen.spec.job import JobSpec
+from batchgen.core.stats import JobStats
+from batchgen.core.storage import InputSet, open_fs
 
 MODEL = "toy:nemotron-h"
 

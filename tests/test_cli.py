@@ -12,7 +12,7 @@ import pytest
 from tests.browser import render_in_chromium
 from typer.testing import CliRunner
 
-from batchgen.cli import app
+from batchgen.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "jobs" / "demo.yaml"
@@ -73,7 +73,7 @@ def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
     env = {**os.environ, "RAY_ADDRESS": "", "BATCHGEN_LOG_DIR": str(tmp_path / "logs")}
     env.pop("RAY_ADDRESS")
     proc = subprocess.run(
-        [sys.executable, "-m", "batchgen.cli", "run", str(DEMO), "--set", f"output.uri={out}", "--show", "2"],
+        [sys.executable, "-m", "batchgen.cli.app", "run", str(DEMO), "--set", f"output.uri={out}", "--show", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -92,7 +92,7 @@ def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
     text = log.read_text()
     assert "Started a local Ray instance" in text and "MapWorker(MapBatches(GenerateStage))" in text
 
-    inspected = subprocess.run([sys.executable, "-m", "batchgen.cli", "inspect", str(out), "--json"], cwd=ROOT,
+    inspected = subprocess.run([sys.executable, "-m", "batchgen.cli.app", "inspect", str(out), "--json"], cwd=ROOT,
                                env=env, capture_output=True, text=True, timeout=120)
     assert inspected.returncode == 0, inspected.stderr
     found = json.loads(inspected.stdout)
@@ -102,13 +102,13 @@ def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
     assert found["completion_tokens"] == stats["completion_tokens"] and found["budget_hits"] > 0
     assert sum(found["finish_reasons"].values()) == 37 and found["reasoning_tokens_percentiles"]["max"] > 0
     # what `make gpu-check` asks of the demo's output on a GPU, asked of the CPU's
-    from batchgen.gpu_check import check_demo_output
-    from batchgen.spec import load_spec
+    from batchgen.cli.gpu_check import check_demo_output
+    from batchgen.spec.job import load_spec
 
     assert check_demo_output(str(out), load_spec(DEMO)) == []
 
     page = tmp_path / "report.html"
-    reported = subprocess.run([sys.executable, "-m", "batchgen.cli", "report", str(out), "-o", str(page)], cwd=ROOT,
+    reported = subprocess.run([sys.executable, "-m", "batchgen.cli.app", "report", str(out), "-o", str(page)], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
     assert reported.returncode == 0 and page.exists(), reported.stderr
     rendered = render_in_chromium(page)
@@ -116,7 +116,7 @@ def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_its_root_cause():
-    from batchgen.cli import _one_line
+    from batchgen.cli.app import _one_line
 
     remote = RuntimeError("ray::MapWorker.__init__() (pid=1)\n  File \"x.py\", line 3\n    raise\n"
                           "RuntimeError: vLLM started Model Runner V2: set VLLM_USE_V2_MODEL_RUNNER=0\n")

@@ -8,7 +8,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from batchgen.flow import RecordPool
+from batchgen.core.flow import RecordPool
 
 
 def test_rows_come_out_as_records_finish_not_as_they_were_submitted():

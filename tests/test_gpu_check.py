@@ -3,7 +3,7 @@ run without a GPU (the demo test runs its output check on the real CPU output)."
 
 from __future__ import annotations
 
-from batchgen import gpu_check
+from batchgen.cli import gpu_check
 
 
 def row(rid, reasoning_tokens, hit=False, reasoning="on", error=None):

@@ -11,15 +11,15 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.blocks import assemble, decode, gather, schema
-from batchgen.identity import InputNames, id_text, input_root
-from batchgen.prefix import Manifest, OutputPrefix, PrefixRefused
-from batchgen.records import RecordError
-from batchgen.rows import OUTPUT_FIELDS, OutputRow, error_row
-from batchgen.scan import scan
-from batchgen.spec import JobSpec
-from batchgen.stats import JobStats, RowCounts, Tally
-from batchgen.storage import InputSet, arrow_fs, open_fs, read_file
+from batchgen.core.blocks import assemble, decode, gather, schema
+from batchgen.core.identity import InputNames, id_text, input_root
+from batchgen.core.prefix import Manifest, OutputPrefix, PrefixRefused
+from batchgen.record.contract import RecordError
+from batchgen.record.rows import OUTPUT_FIELDS, OutputRow, error_row
+from batchgen.core.scan import scan
+from batchgen.spec.job import JobSpec
+from batchgen.core.stats import JobStats, RowCounts, Tally
+from batchgen.core.storage import InputSet, arrow_fs, open_fs, read_file
 
 
 def write_lines(path, records):
@@ -323,13 +323,13 @@ def test_stats_count_rows_and_round_trip_through_json():
 def test_the_pending_checkpoint_name_is_ray_datas():
     from ray.data.checkpoint.checkpoint_writer import PENDING_CHECKPOINT_SUFFIX
 
-    from batchgen.prefix import PENDING_SUFFIX
+    from batchgen.core.prefix import PENDING_SUFFIX
 
     assert PENDING_SUFFIX == f"{PENDING_CHECKPOINT_SUFFIX}.parquet"
 
 
 def test_handed_out_ids_are_remembered():
-    from batchgen.ledger import HandedOut
+    from batchgen.core.ledger import HandedOut
 
     handed = HandedOut()
     handed.add(["a", "b"])

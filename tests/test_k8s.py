@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from batchgen.cli import app
-from batchgen.k8s import render, render_yaml
-from batchgen.spec import load_spec, parse_spec
+from batchgen.cli.app import app
+from batchgen.cluster.k8s import render, render_yaml
+from batchgen.spec.job import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT.parent / "shared" / "kuberay" / "ray.io_rayjobs.yaml"

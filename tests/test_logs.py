@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from batchgen.logs import captured
+from batchgen.views.logs import captured
 
 
 def test_everything_but_batchgens_own_lines_goes_to_the_log_file(tmp_path, monkeypatch, capfd):

@@ -7,9 +7,9 @@ import pytest
 from openai.types import BatchError
 from openai.types.chat import ChatCompletion
 
-from batchgen.openai_batch import output_line, output_lines, record_of
-from batchgen.records import RecordError, normalize
-from batchgen.rows import answer_row, error_row
+from batchgen.record.openai_batch import output_line, output_lines, record_of
+from batchgen.record.contract import RecordError, normalize
+from batchgen.record.rows import answer_row, error_row
 
 
 def line(**body):

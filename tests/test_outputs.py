@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from batchgen.outputs import parse_tool_calls, reasoning_end, split_reasoning
-from batchgen.rows import answer_row
+from batchgen.record.answers import parse_tool_calls, reasoning_end, split_reasoning
+from batchgen.record.rows import answer_row
 
 END = 9
 

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.rows import OUTPUT_FIELDS, OutputRow
-from batchgen.pipeline import JobFailed, run
-from batchgen.spec import JobSpec
+from batchgen.record.rows import OUTPUT_FIELDS, OutputRow
+from batchgen.cluster.pipeline import JobFailed, run
+from batchgen.spec.job import JobSpec
 from batchgen.toy import corpus
 from tests.conftest import TEST_ENGINE, TEST_GRACE
 
@@ -263,7 +263,7 @@ def test_a_tensor_parallel_replica_gets_a_packed_placement_group_of_its_own(ray_
     # What Ray Data calls before creating each actor of a 2-GPU replica (no GPU here: the group stays pending).
     import ray
 
-    from batchgen import placement
+    from batchgen.engine import placement
 
     make = placement.ray_args(job("in.jsonl", "out", scaling={"gpus_per_replica": 2}).scaling)["ray_remote_args_fn"]
     first, second = make()["scheduling_strategy"], make()["scheduling_strategy"]

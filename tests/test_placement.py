@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchgen import placement
-from batchgen.spec import SpecError, parse_spec
+from batchgen.engine import placement
+from batchgen.spec.job import SpecError, parse_spec
 
 
 def spec(gpus, engine=None, cpus=1):

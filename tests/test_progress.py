@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from batchgen.progress import LogProgress, Snapshot, TerminalProgress, display
+from batchgen.views.progress import LogProgress, Snapshot, TerminalProgress, display
 
 
 def snap(records=0, errors=0, tokens=0, total=100, before=0, elapsed=10.0, generating=None) -> Snapshot:

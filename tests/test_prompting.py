@@ -2,10 +2,10 @@
 
 import pytest
 
-from batchgen.profiles import PROFILES, UnsupportedMode, detect_profile, flag_mode
-from batchgen.prompting import PromptBuilder
-from batchgen.records import RecordFields, normalize
-from batchgen.spec import BudgetSpec
+from batchgen.record.profiles import PROFILES, UnsupportedMode, detect_profile, flag_mode
+from batchgen.record.prompting import PromptBuilder
+from batchgen.record.contract import RecordFields, normalize
+from batchgen.spec.job import BudgetSpec
 from batchgen.toy import corpus
 from tests.conftest import TEST_GRACE
 

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.ledger import CrashLedger, FirstOccurrences
-from batchgen.records import RecordError, RecordFields, Request, normalize, parse_json_line
+from batchgen.core.ledger import CrashLedger, FirstOccurrences
+from batchgen.record.contract import RecordError, RecordFields, Request, normalize, parse_json_line
 
 
 def test_prompt_becomes_a_user_turn_with_system_first():

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from batchgen.prefix import data_files
+from batchgen.core.prefix import data_files
 from batchgen.toy import corpus
 from tests.conftest import TEST_ENGINE
 
@@ -47,7 +47,7 @@ def write_job(tmp_path: Path, records: int, output: str, storage: dict | None = 
 
 def start(job: Path, *args) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.Popen([sys.executable, "-m", "batchgen.cli", "run", str(job), *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "batchgen.cli.app", "run", str(job), *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -113,7 +113,7 @@ def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, wh
     reported = cli("report", uri, "-o", str(page), *storage)
     assert reported.returncode == 0, reported.stderr
     assert f"{before:,} done of 400" in page.read_text() and "partial" in page.read_text()
-    second = subprocess.run([sys.executable, "-m", "batchgen.cli", "run", str(job)], cwd=ROOT, capture_output=True,
+    second = subprocess.run([sys.executable, "-m", "batchgen.cli.app", "run", str(job)], cwd=ROOT, capture_output=True,
                             text=True, timeout=900, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     assert second.returncode == 0, second.stderr[-3000:]
     ids = output_ids(out, fs)
@@ -127,7 +127,7 @@ def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, wh
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "batchgen.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "batchgen.cli.app", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
 
 
@@ -161,7 +161,7 @@ def test_a_changed_spec_is_refused_and_a_finished_job_is_not_redone(tmp_path):
     out = tmp_path / "out"
     job = write_job(tmp_path, 8, str(out))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "batchgen.cli", "run", str(job), *a], cwd=ROOT,
+    run = lambda *a: subprocess.run([sys.executable, "-m", "batchgen.cli.app", "run", str(job), *a], cwd=ROOT,
                                     capture_output=True, text=True, timeout=900, env=env)
     assert run().returncode == 0
     mtimes = {f: f.stat().st_mtime for f in out.glob("*.parquet")}

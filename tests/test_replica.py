@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 
-from batchgen.budget import line_break_token_ids
-from batchgen.prompting import PromptBuilder
-from batchgen.records import normalize
-from batchgen.spec import BudgetSpec
+from batchgen.record.budget import line_break_token_ids
+from batchgen.record.prompting import PromptBuilder
+from batchgen.record.contract import normalize
+from batchgen.spec.job import BudgetSpec
 from batchgen.toy import corpus
 from tests.conftest import TEST_GRACE
 

@@ -9,7 +9,7 @@ import pytest
 def test_values_vllm_refuses_become_invalid_value_rows_naming_the_parameter():
     from vllm.exceptions import VLLMValidationError
 
-    from batchgen.replica import refused
+    from batchgen.engine.replica import refused
 
     assert not isinstance(VLLMValidationError("x"), ValueError)  # why the replica catches it by name
     named = refused(VLLMValidationError("must be non-negative.", parameter="temperature", value=-1.0))
@@ -23,7 +23,7 @@ def test_values_vllm_refuses_become_invalid_value_rows_naming_the_parameter():
 def test_model_runner_v2_is_refused_when_budgets_need_the_v1_processor():
     from types import SimpleNamespace
 
-    from batchgen.replica import V2_RUNNER_REFUSED, check_model_runner
+    from batchgen.engine.replica import V2_RUNNER_REFUSED, check_model_runner
 
     check_model_runner(SimpleNamespace(use_v2_model_runner=False), budgets=True)
     check_model_runner(SimpleNamespace(use_v2_model_runner=True), budgets=False)  # no processor: V2 is fine

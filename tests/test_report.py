@@ -9,7 +9,7 @@ import re
 import pytest
 from plotly.offline import get_plotlyjs
 
-from batchgen import report
+from batchgen.views import report
 from tests.browser import render_in_chromium
 from tests.prefixes import MODEL, ROWS, write_prefix
 

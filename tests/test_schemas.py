@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 import yaml
 
-from batchgen.schemas import FILES, schema_text
+from batchgen.spec.schemas import FILES, schema_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

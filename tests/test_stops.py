@@ -1,7 +1,7 @@
 """Stop strings matched on the answer only, on a byte vocabulary (pure; the engine side is in
 tests/test_replica.py)."""
 
-from batchgen.stops import AnswerStops
+from batchgen.record.stops import AnswerStops
 
 # AnswerStops on a byte vocabulary: 0 ends the reasoning, 1 is a special token (decodes to nothing).
 VOCAB = {0: b"", 1: b"", 2: b"think it", 3: b"ab", 4: b"cd", 5: b"\xc3", 6: b"\xa9", 7: b"e f", 8: b"abcd"}

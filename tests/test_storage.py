@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.identity import InputNames
-from batchgen.storage import INDEX, LINE, SOURCE, InputSet, open_fs, read_stream
+from batchgen.core.identity import InputNames
+from batchgen.core.storage import INDEX, LINE, SOURCE, InputSet, open_fs, read_stream
 
 
 def test_inputs_are_found_sorted_with_their_format_and_sizes(tmp_path):

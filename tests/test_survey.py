@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from batchgen.prefix import OutputPrefix
-from batchgen.records import RecordError
-from batchgen.rows import answer_row, error_row
-from batchgen.survey import describe, percentiles_of, survey
+from batchgen.core.prefix import OutputPrefix
+from batchgen.record.contract import RecordError
+from batchgen.record.rows import answer_row, error_row
+from batchgen.views.survey import describe, percentiles_of, survey
 from tests.prefixes import MODEL, ROWS, STATS, write_prefix
 
 

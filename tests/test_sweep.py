@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from batchgen.records import normalize
-from batchgen.sweep import ForkWatch, sweep_order
+from batchgen.record.contract import normalize
+from batchgen.record.sweep import ForkWatch, sweep_order
 from tests.test_budget import END, LINE_BREAKS, NL, WORD, plan, run
 
 

@@ -1,0 +1,221 @@
+"""The `batchgen` command line (typer): parse, load the spec, call the library, exit with a code.
+
+    batchgen run JOB.yaml [--set key.path=value ...]     run on a local Ray or the cluster in RAY_ADDRESS
+    batchgen validate JOB.yaml [--show N]                check spec and input without an engine
+    batchgen inspect OUTPUT [--json]                     what an output holds: progress, errors, tokens
+    batchgen report OUTPUT -o report.html                an HTML page of charts of an output
+    batchgen schema [job|input|output]                   print a JSON Schema
+    batchgen k8s JOB.yaml [--image I] [--replicas N]     render a KubeRay RayJob
+    batchgen submit|status|logs|stop|list                the Ray Jobs API (cli/cluster.py)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from batchgen.cli import cluster as cli_cluster
+from batchgen.cli.common import JobFile, Overrides, fail, spec_or_exit
+from batchgen.spec.job import JobSpec, SpecError, apply_override, parse_spec
+
+app = typer.Typer(help="Batch inference for reasoning LLMs on Ray Data and vLLM.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+for command in (cli_cluster.submit, cli_cluster.status, cli_cluster.logs, cli_cluster.stop, cli_cluster.list_jobs):
+    app.command(name=command.__name__.replace("_jobs", ""))(command)
+
+
+def _show_results(spec: JobSpec, count: int) -> None:
+    from batchgen.core.prefix import OutputPrefix
+
+    prefix = OutputPrefix(spec.output.uri, spec.storage)
+    files = prefix.data_files()
+    if not files or count <= 0:
+        return
+    shown = ["id", "sample_index", "reasoning", "reasoning_content", "content", "tool_calls", "finish_reason", "thinking_budget_hit",
+             "reasoning_end", "error"]
+    for row in prefix.scanner(shown, files[:1]).head(count).to_pylist():
+        typer.echo(json.dumps(row, ensure_ascii=False, default=str)[:600])
+
+
+@app.command()
+def run(
+    job: Annotated[Optional[Path], typer.Argument(help="job spec (YAML)", show_default=False)] = None,
+    overrides: Overrides = [],
+    show: Annotated[int, typer.Option(help="print N results")] = 0,
+    spec_json: Annotated[Optional[str], typer.Option(help="the spec inline, as JSON (how `submit` sends it)")] = None,
+    allow_changed_spec: Annotated[bool, typer.Option(help="resume onto output written with a different spec")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's and vLLM's logs here instead of in a log file")] = False,
+) -> None:
+    """Run a job: read the input, generate on vLLM replicas, write results to output.uri. Run again onto
+    the same output, it resumes: finished records are skipped."""
+    from batchgen.views.logs import captured
+    from batchgen.cluster.pipeline import JobFailed, run as run_job
+    from batchgen.views.progress import display
+
+    if (job is None) == (spec_json is None):
+        raise fail("run: give a job spec file or --spec-json, not both", 2)
+    if job is not None:
+        spec = spec_or_exit(job, overrides)
+    else:
+        try:
+            spec = parse_spec(json.loads(spec_json), overrides)
+        except (SpecError, json.JSONDecodeError) as error:
+            raise fail(f"--spec-json: {error}", 2) from None
+    typer.echo(f"batchgen: running {spec.name}: {spec.input.uri} -> {spec.output.uri}", err=True)
+    failure = ""
+    with captured(spec.name, verbose) as logs:
+        shown = display(logs.terminal)
+        try:
+            stats = run_job(spec, report=shown, allow_changed_spec=allow_changed_spec, actor_logs=True)
+        except (JobFailed, FileNotFoundError, ValueError) as error:
+            failure = str(error)
+        except Exception as error:  # the CLI's boundary: one clear line, the traceback in the log
+            traceback.print_exc()
+            failure = _one_line(error)
+        finally:
+            shown.close()
+            _shutdown_ray()  # inside the capture: a local Ray's last words go to the log too
+    if failure:
+        raise fail(failure + logs.hint())
+    if stats.already_complete:
+        typer.echo(f"batchgen: {spec.name} is already complete in {spec.output.uri}: nothing to do")
+        return
+    skipped = f", {stats.skipped_already_done} already done before this run" if stats.skipped_already_done else ""
+    typer.echo(
+        f"batchgen: {stats.records} records{_rows(stats)} ({stats.ok} ok, {stats.errors} errors {stats.errors_by_code}) "
+        f"in {stats.wall_time_s:.1f} s (engine start-up {stats.engine_startup_s:.1f} s), "
+        f"{stats.generation_tokens_per_s:,.1f} tokens/s generating{skipped}; results in {spec.output.uri}"
+    )
+    typer.echo(f"  look at them: batchgen inspect {spec.output.uri} | batchgen report {spec.output.uri} -o report.html")
+    if logs.path:
+        typer.echo(f"  Ray's and vLLM's log: {logs.path}")
+    _show_results(spec, show)
+
+
+def _rows(stats) -> str:
+    return f" in {stats.rows} rows" if stats.rows != stats.records else ""
+
+
+def _one_line(error: Exception) -> str:
+    """An unexpected error as one line. Ray's errors from a replica carry the remote traceback in their
+    text and end with the root cause ("RuntimeError: ..."): that last line is the one to show."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if len(lines) > 1:
+        return lines[-1]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def _shutdown_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()
+
+
+@app.command()
+def validate(job: JobFile, overrides: Overrides = [],
+             show: Annotated[int, typer.Option(help="render the first N prompts as the engine sees them")] = 2) -> None:
+    """Check a job without an engine: the spec, the input, every record, and the first prompts."""
+    from batchgen.cluster.validation import validate_job
+
+    spec = spec_or_exit(job, overrides)
+    try:
+        report = validate_job(spec, show)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise fail(str(error)) from None
+    for prepared in report.prompts:
+        typer.echo(f"--- {prepared.record_id} ({prepared.summary()})")
+        typer.echo(prepared.prompt)
+    for rid, error in report.bad:
+        typer.echo(f"bad record {rid}: {error}")
+    failed = sum(report.errors.values())
+    typer.echo(f"{spec.name}: spec ok; {len(report.files)} input files, {report.records} records, "
+               f"{failed} would fail {dict(report.errors)}")
+    if report.records and failed / report.records > spec.errors.max_fraction:
+        raise fail(f"{failed} of {report.records} records would fail, more than errors.max_fraction {spec.errors.max_fraction}")
+
+
+StorageOptions = Annotated[list[str], typer.Option(
+    "--storage", help="an fsspec option for the output's filesystem: key=value (repeatable), e.g. endpoint_url=http://...")]
+
+
+def _storage(options: list[str]) -> dict:
+    storage: dict = {}
+    for option in options:
+        try:
+            apply_override(storage, option)
+        except SpecError as error:
+            raise fail(f"--storage: {error}", 2) from None
+    return storage
+
+
+@app.command()
+def inspect(
+    output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
+    storage: StorageOptions = [],
+    as_json: Annotated[bool, typer.Option("--json", help="print the survey as JSON")] = False,
+) -> None:
+    """What an output holds: its job, done and total records, complete or resumable, errors by code with
+    example ids, tokens, reasoning-token percentiles, budget hits, finish reasons."""
+    from batchgen.views.survey import describe, survey
+
+    try:
+        found = survey(output, _storage(storage))
+    except (FileNotFoundError, OSError) as error:
+        raise fail(f"inspect: {error}") from None
+    typer.echo(json.dumps(found.to_json(), indent=2) if as_json else describe(found))
+
+
+@app.command()
+def report(
+    output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
+    to: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")] = Path("report.html"),
+    storage: StorageOptions = [],
+) -> None:
+    """Write one self-contained HTML page of charts of an output: reasoning and answer lengths, finish
+    reasons, how the reasoning ended, errors, throughput; the longest records and example error rows."""
+    from batchgen.views.report import write
+
+    try:
+        path = write(output, to, _storage(storage))
+    except (FileNotFoundError, OSError) as error:
+        raise fail(f"report: {error}") from None
+    typer.echo(f"batchgen: report of {output} in {path}")
+
+
+@app.command()
+def k8s(
+    job: JobFile,
+    overrides: Overrides = [],
+    image: Annotated[str, typer.Option(help="container image with batchgen and vLLM")] = "",
+    replicas: Annotated[Optional[int], typer.Option(min=1, help="GPU worker pods (default: scaling.replicas)")] = None,
+) -> None:
+    """Render a KubeRay RayJob (and the ConfigMap holding the spec) for a job spec."""
+    from batchgen.cluster.k8s import DEFAULT_IMAGE, render_yaml
+    from batchgen.cluster.submit import check_portable
+
+    spec = spec_or_exit(job, overrides)
+    try:
+        check_portable(spec)
+    except SpecError as error:
+        raise fail(str(error), 2) from None
+    sys.stdout.write(render_yaml(spec, image or DEFAULT_IMAGE, replicas))
+
+
+@app.command()
+def schema(kind: Annotated[str, typer.Argument(help="job, input or output")] = "job") -> None:
+    """Print the JSON Schema of the job spec, the input record or the output record."""
+    from batchgen.spec.schemas import SCHEMAS, schema_text
+
+    if kind not in SCHEMAS:
+        raise fail(f"schema: choose one of {', '.join(SCHEMAS)}, got {kind!r}", 2)
+    sys.stdout.write(schema_text(kind))
+
+
+if __name__ == "__main__":
+    app()

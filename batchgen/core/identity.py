@@ -1,0 +1,92 @@
+"""Row identity: the id every input row gets, and which rows are later uses of an id (pure logic).
+
+A row's id is its record's own `id` as text (an integer, or a float that holds one, becomes its decimal
+text). A record without one is named by where it is: its file's path relative to the input root, and its
+line (JSONL, 1-based) or row (Parquet, 0-based) number, `day=1/part-0.jsonl:3`, so id-less records of
+different files never share an id. A later use of an id (file order, then line order) becomes
+`id@file:number`: every output row's id is unique, which is what resume and the checkpoint key on
+(`ROW_KEY`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+from batchgen.core.ledger import FirstOccurrences
+from batchgen.record.contract import RecordError
+
+ROW_KEY = "id"  # the output column that identifies a row: Ray Data's checkpoint filters finished rows by it
+
+
+def input_root(path: str) -> str:
+    """The directory record locations are named from: the input URI's directory part before any glob
+    character (a single file's own directory, so a lone file is named by its base name)."""
+    head = path
+    for i, char in enumerate(path):
+        if char in "*?[":
+            head = path[:i]
+            break
+    else:
+        return path.rstrip("/")
+    return head.rsplit("/", 1)[0] if "/" in head else ""
+
+
+class InputNames:
+    """Names input files by their path relative to the input root (`a/b.jsonl`), for fallback ids."""
+
+    def __init__(self, root: str, files: Iterable[str]):
+        root = root.rstrip("/")
+        self.names = {}
+        for path in files:
+            inside = root and path.startswith(root + "/")
+            self.names[path] = path[len(root) + 1:] if inside else PurePosixPath(path).name
+
+    def location(self, path: str, number: int) -> str:
+        """`name:number`: where a record is, as ids and error messages say it."""
+        return f"{self.names.get(path, PurePosixPath(path).name)}:{number}"
+
+
+def id_text(value) -> str | None:
+    """A record's own id as text, or None when it has none usable. Integers (and floats that hold one,
+    as pandas writes integer columns with nulls) become their decimal text."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value) or not value.is_integer():
+            return None  # no id; a non-integral float is also the record's invalid_type error
+        value = int(value)
+    return str(value) if isinstance(value, (str, int)) else None
+
+
+def row_ids(raw_ids: list, path: str, numbers: list[int], names: InputNames,
+            duplicates: frozenset = frozenset()) -> list[str]:
+    """The id of each row of one file: its own id as text, else its location; a later occurrence (its
+    (path, number) in `duplicates`) becomes `id@location`."""
+    ids = []
+    for raw, number in zip(raw_ids, numbers):
+        where = names.location(path, number)
+        rid = id_text(raw) or where
+        ids.append(f"{rid}@{where}" if (path, number) in duplicates else rid)
+    return ids
+
+
+class DuplicateFinder:
+    """Collects (id, file, number) of every input row, in any order; then says which rows reuse an id."""
+
+    def __init__(self, files: list[str], names: InputNames):
+        self.files, self.names = files, names
+        self._rank = {path: n for n, path in enumerate(files)}
+        self._seen = FirstOccurrences()
+
+    def add(self, ids: list[str], paths: list[str], numbers: list[int]) -> None:
+        self._seen.add(ids, [(self._rank[p], n) for p, n in zip(paths, numbers)])
+
+    def duplicates(self) -> dict[tuple[str, int], RecordError]:
+        """(file, number) of every later occurrence -> its `duplicate_id` error, naming the first one."""
+        return {
+            (self.files[rank], number): RecordError(
+                "duplicate_id", f"its id was already used at {self.names.location(self.files[first[0]], first[1])}")
+            for (rank, number), first in self._seen.later_occurrences().items()
+        }

@@ -1,0 +1,242 @@
+"""The output prefix: everything batchgen keeps under `output.uri`, and what identity a prefix has.
+
+    output.uri/part-<write>-<task>.parquet   data files (one schema for all: `blocks.schema`)
+    output.uri/_job.json                     the manifest: spec, input identity, fingerprint
+    output.uri/_checkpoint/                  Ray Data's checkpoint: the ids of every committed row
+    output.uri/_stats.json, _SUCCESS         written last; _SUCCESS only for a job that succeeded
+
+A prefix belongs to one job: the same answer-shaping settings (model, engine, defaults, budget, output
+format) over the same input (its files, named from the input root, and their sizes). A run onto a prefix
+starts it (nothing committed there yet, even if an earlier run wrote its manifest and then failed at
+start), resumes it (same identity, not complete), finds it complete (same identity, `_SUCCESS`), or is
+refused with one line that says what to do: another input is always refused (its records' ids could
+match rows already written, and they would be skipped silently); other settings are refused unless
+`--allow-changed-spec`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batchgen.record.rows import OUTPUT_SCHEMA
+from batchgen.spec.job import JobSpec
+from batchgen.core.stats import JobStats, RowCounts
+from batchgen.core.storage import STAGING_PREFIX, InputSet, _format_of, arrow_fs, open_fs
+
+JOB_FILE, STATS_FILE, SUCCESS_FILE, CHECKPOINT_DIR = "_job.json", "_stats.json", "_SUCCESS", "_checkpoint"
+BATCH_OUTPUT = "_batch_output.jsonl"  # output.format openai: OpenAI Batch API output lines, written last
+SHAPING = ("model", "engine", "defaults", "budget", "seed")  # what makes two jobs' rows differ
+# Ray Data's name for a checkpoint written before its data file and not yet committed
+# (ray/data/checkpoint/checkpoint_writer.py: PENDING_CHECKPOINT_SUFFIX); a test checks it against Ray's.
+PENDING_SUFFIX = ".pending.parquet"
+
+
+class PrefixRefused(RuntimeError):
+    """The output prefix holds results this run must not add to; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """`_job.json`: the spec as run, the input's identity, and the fingerprint of both."""
+
+    spec: dict
+    input: dict
+
+    @classmethod
+    def of(cls, spec: JobSpec, inputs: InputSet) -> Manifest:
+        return cls(spec.model_dump(mode="json"), inputs.identity())
+
+    @property
+    def shaping(self) -> dict:
+        return {**{k: self.spec.get(k) for k in SHAPING}, "output_format": self.spec["output"]["format"]}
+
+    @property
+    def fingerprint(self) -> str:
+        whole = {"shaping": self.shaping, "input": self.input}
+        return hashlib.sha256(json.dumps(whole, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict:
+        return {"fingerprint": self.fingerprint, "spec": self.spec, "input": self.input}
+
+
+def data_files(fs, prefix: str) -> list[str]:
+    """The data files under a prefix: what a reader should take (not the `_`-prefixed files batchgen keeps
+    beside them, nor staged ones)."""
+    prefix = prefix.rstrip("/")
+    if not fs.exists(prefix):
+        return []
+    return sorted(
+        f for f in fs.find(prefix)
+        if _format_of(f) and not any(part.startswith("_") for part in PurePosixPath(f[len(prefix):]).parts)
+    )
+
+
+def _describe(identity: dict | None) -> str:
+    files = (identity or {}).get("files") or []
+    if len(files) == 1:
+        return f"{files[0][0]}, {files[0][1]:,} bytes"
+    return f"{len(files)} files" + (f", first {files[0][0]}" if files else "")
+
+
+class OutputPrefix:
+    """One `output.uri`: its state, manifest, markers, data files, staging and checkpoint settings."""
+
+    def __init__(self, uri: str, storage: dict | None = None):
+        self.uri = uri
+        self.fs, path = open_fs(uri, storage)
+        self.path = path.rstrip("/")
+
+    def _file(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+    def data_files(self) -> list[str]:
+        return data_files(self.fs, self.path)
+
+    def committed_records(self) -> int:
+        """Records Ray Data's checkpoint has committed (their data files are whole and counted): distinct
+        ids, as a record with `n` samples commits `n` rows under its id, all in the same data file (a
+        replica returns a record's rows together)."""
+        from batchgen.core.identity import ROW_KEY
+
+        folder = self._file(CHECKPOINT_DIR)
+        if not self.fs.exists(folder):
+            return 0
+        files = [f for f in self.fs.find(folder) if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)]
+        if not files:
+            return 0
+        ids = pa.concat_tables([pq.read_table(self.fs.open(f, "rb"), columns=[ROW_KEY]) for f in files]).column(ROW_KEY)
+        return pc.count_distinct(ids).as_py()
+
+    def state(self, manifest: Manifest, allow_changed_spec: bool = False) -> str:
+        """"new", "resume" or "done"; raises PrefixRefused when this prefix is another job's."""
+        if not self.fs.exists(self._file(JOB_FILE)):
+            if self.data_files():
+                raise PrefixRefused(f"output.uri {self.uri} holds data files that no batchgen job wrote there; "
+                                    "write to a new output.uri")
+            return "new"
+        if not self.data_files() and not self.committed_records():
+            return "new"  # an earlier run stopped before committing anything: nothing to protect
+        previous = self.read_manifest()
+        if previous.get("input") != manifest.input:
+            raise PrefixRefused(
+                f"output.uri {self.uri} holds results for another input ({_describe(previous.get('input'))}; "
+                f"this run reads {_describe(manifest.input)}): write to a new output.uri")
+        before = Manifest(previous["spec"], previous["input"])
+        if before.fingerprint != manifest.fingerprint and not allow_changed_spec:
+            changed = [k for k in manifest.shaping if before.shaping.get(k) != manifest.shaping[k]]
+            raise PrefixRefused(
+                f"output.uri {self.uri} holds results of a different spec (changed: {', '.join(changed)}); "
+                "write to a new output.uri, or allow it explicitly (--allow-changed-spec)")
+        return "done" if self.fs.exists(self._file(SUCCESS_FILE)) else "resume"
+
+    def clear_staging(self) -> None:
+        """Removes staged files a crash left half-written (never visible as data files)."""
+        if self.fs.exists(self.path):
+            for path in self.fs.find(self.path):
+                if PurePosixPath(path).name.startswith(STAGING_PREFIX):
+                    self.fs.rm(path)
+
+    def _write(self, name: str, payload: dict | None = None) -> None:
+        self.fs.makedirs(self.path, exist_ok=True)
+        with self.fs.open(self._file(name), "w") as handle:
+            handle.write(json.dumps(payload, indent=2) + "\n" if payload is not None else "")
+
+    def write_manifest(self, manifest: Manifest, records: int | None = None) -> None:
+        """`records`: the input's record count, known once the scan has run (`batchgen inspect` reads it)."""
+        self._write(JOB_FILE, manifest.to_json() | ({"records": records} if records is not None else {}))
+
+    def write_stats(self, stats: JobStats) -> None:
+        self._write(STATS_FILE, stats.to_json())
+
+    def write_success(self) -> None:
+        self._write(SUCCESS_FILE)
+
+    def read_stats(self) -> JobStats:
+        return JobStats.from_json(json.loads(self.fs.cat_file(self._file(STATS_FILE))))
+
+    def read_manifest(self) -> dict | None:
+        """`_job.json` as written (with `records`, the input's record count, once the job's scan ended), or
+        None where no batchgen job wrote one."""
+        if not self.fs.exists(self._file(JOB_FILE)):
+            return None
+        return json.loads(self.fs.cat_file(self._file(JOB_FILE)))
+
+    def has(self, name: str) -> bool:
+        return self.fs.exists(self._file(name))
+
+    def scanner(self, columns: list[str], files: list[str] | None = None):
+        """A scanner of the data files over those of `columns` they have (None: all; read in batches:
+        `.to_batches()`), or None when there are none. The format is read from the files' extension."""
+        import pyarrow.dataset as pads
+
+        files = self.data_files() if files is None else files
+        if not files:
+            return None
+        fmt = "json" if _format_of(files[0]) == "jsonl" else "parquet"
+        dataset = pads.dataset(files, filesystem=arrow_fs(self.fs), format=fmt)
+        # Outputs of an earlier version lack the newer columns: read what is there.
+        return dataset.scanner(columns=None if columns is None else [c for c in columns if c in dataset.schema.names])
+
+    def rows(self):
+        """Every row written, as dicts, data file by data file (streamed: one batch in memory at a time)."""
+        scanner = self.scanner(None)
+        for batch in scanner.to_batches() if scanner else ():
+            yield from batch.to_pylist()
+
+    def write_lines(self, name: str, lines) -> None:
+        """Text lines into `name` under the prefix (streamed)."""
+        with self.fs.open(self._file(name), "w") as handle:
+            for line in lines:
+                handle.write(line + "\n")
+
+    def read(self, columns: list[str], files: list[str] | None = None) -> pa.Table:
+        """`columns` of every row written (an empty table of the output schema's types when none are)."""
+        scanner = self.scanner(columns, files)
+        if scanner is None:
+            return OUTPUT_SCHEMA.empty_table().select(columns)
+        # Batch by batch: pyarrow 26's `to_table` over a Python filesystem aborts the process at exit.
+        return pa.Table.from_batches(list(scanner.to_batches()), schema=scanner.projected_schema)
+
+    def row_counts(self) -> RowCounts:
+        """Counts over the data files as written."""
+        scanner = self.scanner(list(RowCounts.COLUMNS))
+        return RowCounts.of(scanner.to_batches()) if scanner else RowCounts()
+
+    def arrow_fs(self):
+        return arrow_fs(self.fs)
+
+    def checkpoint_config(self):
+        """Ray Data's row-level checkpoint for this prefix, keyed by the output's `id` column."""
+        from ray.data.checkpoint import CheckpointConfig
+
+        from batchgen.core.identity import ROW_KEY
+
+        config = CheckpointConfig(
+            id_column=ROW_KEY,
+            checkpoint_path=self._file(CHECKPOINT_DIR),
+            override_filesystem=arrow_fs(self.fs),
+            # Kept after success too: it is what makes a rerun of a finished job a no-op instead of a redo.
+            delete_checkpoint_on_success=False,
+        )
+        # Filtering committed ids is cheap; Ray's default pool of up to 10 filter actors would take CPU slots
+        # the readers and replicas need.
+        config.checkpoint_actor_pool_max_size = 1
+        return config
+
+    @staticmethod
+    def filename_provider(extension: str):
+        """Data files named `part-<write id>-<task>.<ext>`: `.jsonl` for JSON Lines (Ray would say `.json`)."""
+        from ray.data.datasource import FilenameProvider
+
+        class PartNames(FilenameProvider):
+            def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+                return f"part-{write_uuid}-{task_index:06d}.{extension}"
+
+        return PartNames()

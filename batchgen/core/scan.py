@@ -1,0 +1,53 @@
+"""The input scan: one pass over the whole input before any record runs, for what no single batch can
+know: which rows reuse an id (a later use is a `duplicate_id` error row), and the passthrough columns and
+types every output file will share. `run` scans with Ray Data, `validate` in-process; both read through
+`storage.read_stream` in scan mode, which yields only ids, locations and types (Parquet: the `id` column
+and the file's schema), so the scan is cheap next to generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batchgen.core.identity import DuplicateFinder
+from batchgen.core.passthrough import Passthrough, PassthroughTypes
+from batchgen.record.contract import RecordError
+from batchgen.record.rows import OUTPUT_FIELDS
+from batchgen.core.storage import BUDGETED, INDEX, SOURCE, TYPES, InputSet
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """`duplicates`: (file, number) of every later use of an id -> its error; `passthrough`: the prefix's
+    passthrough columns; `records`: how many input rows there are; `budgeted`: whether any record sets
+    `max_thinking_tokens` (the replicas register the budget processor only then, or for the defaults')."""
+
+    duplicates: dict[tuple[str, int], RecordError]
+    passthrough: Passthrough
+    records: int
+    budgeted: bool = False
+
+
+def scan(inputs: InputSet, blocks: Iterable[pa.Table]) -> ScanResult:
+    """Folds scan-mode blocks (any order, any grouping) into the scan's result."""
+    finder = DuplicateFinder(inputs.files, inputs.names)
+    types = PassthroughTypes()
+    # Blocks arrive in any order; passthrough columns are ordered by the file and line that first had them.
+    schemas: list[tuple[tuple[str, int], pa.Schema]] = []
+    rank = {path: n for n, path in enumerate(inputs.files)}
+    records, budgeted = 0, False
+    for block in blocks:
+        sources, numbers = block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist()
+        finder.add(block.column("id").to_pylist(), sources, numbers)
+        records += block.num_rows
+        budgeted = budgeted or pc.any(block.column(BUDGETED)).as_py() is True
+        for i, serialized in enumerate(block.column(TYPES).to_pylist()):
+            if serialized is not None:
+                schemas.append(((rank[sources[i]], numbers[i]), pa.ipc.read_schema(pa.py_buffer(serialized))))
+    for _, schema in sorted(schemas, key=lambda item: item[0]):
+        types.add(schema)
+    return ScanResult(finder.duplicates(), Passthrough.build(types, OUTPUT_FIELDS), records, budgeted)

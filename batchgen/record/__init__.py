@@ -1,0 +1,10 @@
+"""Record logic: one record, from its input fields to its output row, as pure functions.
+
+Owns the input record contract and its error codes (`contract`), reasoning profiles (`profiles`), prompt
+building (`prompting`), the thinking-budget rules (`budget`), answer-only stop strings (`stops`), budget
+sweeps (`sweep`), the answer's split, tool calls and structured checks (`answers`), the output row
+contract (`rows`) and OpenAI Batch API lines (`openai_batch`).
+
+May import: nothing else of batchgen. No Ray, no vLLM, no I/O: everything here is tested directly
+(`make test-fast`).
+"""

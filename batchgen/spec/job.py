@@ -1,0 +1,154 @@
+"""The job spec: what a user writes in YAML, validated once where it enters (pydantic, unknown keys refused).
+
+Every field carries a description: it is the documentation, the JSON Schema (`schemas/job.schema.json`) and
+the context of an error message in one place. `load_spec` reads YAML, applies `--set key.path=value`
+overrides, and raises `SpecError` with one line per problem, each naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from batchgen.record.budget import BudgetSpec
+from batchgen.spec import placement
+from batchgen.record.contract import RecordFields
+
+# Credentials come from the environment of the machines that run the job, never from the spec: a spec is
+# stored with job submissions and visible to anyone who can list them.
+SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|private|^key$|access_key|session)", re.I)
+
+
+class SpecError(ValueError):
+    """A job spec that cannot run; the message names every offending key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(Section):
+    path: str = Field(description="hub id, local directory, or toy:nemotron-h (the test model batchgen builds itself)")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    profile: Literal["auto", "nemotron-nano-v2", "qwen3", "deepseek-r1", "none"] = Field(
+        "auto", description="reasoning profile; auto recognises the family from its chat template"
+    )
+    trust_remote_code: bool = Field(False, description="run code shipped with the model")
+
+
+
+
+class InputSpec(Section):
+    uri: str = Field(description="file, directory or glob: local path, s3://, gs://, az://, memory://")
+    format: Literal["auto", "jsonl", "parquet", "openai"] = Field(
+        "auto", description="auto: from the file extensions; openai: OpenAI Batch API input lines (JSONL)")
+
+
+class OutputSpec(Section):
+    uri: str = Field(description="directory prefix the results are written under")
+    format: Literal["parquet", "jsonl", "openai"] = Field(
+        "parquet", description="data file format; openai: Parquet data files, and once every record has a row "
+        "_batch_output.jsonl, OpenAI Batch API output lines")
+    min_rows_per_file: int = Field(
+        1000, ge=1, description="rows gathered per data file: larger files suit data lakes, smaller ones lose less on a crash"
+    )
+
+
+class ScalingSpec(Section):
+    replicas: int = Field(1, ge=1, description="vLLM replicas (Ray actors), one engine each")
+    gpus_per_replica: float = Field(1, ge=0, description="GPUs per replica (tensor_parallel_size of them); 0 on CPU")
+    cpus_per_replica: float = Field(1, ge=0, description="CPUs Ray reserves per replica")
+    batch_size: int = Field(64, ge=1, description="records per Ray Data batch sent to a replica")
+    records_in_flight: int = Field(
+        512, ge=1, description="records a replica keeps submitted to its engine, whatever their lengths: at least "
+        "the engine's max_num_seqs, the rest wait in its queue so its scheduler never starves")
+
+    @property
+    def batches_in_flight(self) -> int:
+        """Ray Data calls a replica holds at once: a call waits for as many rows as it put in, so about one
+        batch's worth of them is finished rows waiting to be returned, not records on the engine."""
+        return -(-self.records_in_flight // self.batch_size) + 1
+
+
+class ErrorsSpec(Section):
+    max_fraction: float = Field(0.1, ge=0, le=1, description="the job fails when a larger share of records fail")
+    min_records: int = Field(100, ge=1, description="the share is judged mid-job once this many records are done")
+
+
+class JobSpec(Section):
+    name: str = Field(description="job name: a-z, 0-9 and -, at most 40 characters", pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=40)
+    model: ModelSpec
+    engine: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments, passed through")
+    input: InputSpec
+    output: OutputSpec
+    defaults: RecordFields = Field(default_factory=RecordFields, description="record fields applied where a record sets none")
+    seed: int = Field(0, description="the job's seed: a record without its own seed samples with one derived from this, "
+                      "its id and the sample index, so reruns and resumed jobs draw the same samples")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    errors: ErrorsSpec = Field(default_factory=ErrorsSpec)
+    storage: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options (endpoint_url, anon, ...); credentials only from the environment"
+    )
+
+    @model_validator(mode="after")
+    def _placement(self) -> JobSpec:
+        placement.check(self.scaling, self.engine)  # GPUs, tensor parallelism, shared GPUs (batchgen.spec.placement)
+        return self
+
+    @field_validator("storage")
+    @classmethod
+    def _no_credentials(cls, options: dict[str, Any]) -> dict[str, Any]:
+        secrets = sorted(k for k in options if SECRET_KEY.search(k))
+        if secrets:
+            raise ValueError(f"credentials do not belong in the spec ({', '.join(secrets)}): set them in the environment")
+        return options
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors(include_url=False):
+        message = e["msg"].removeprefix("Value error, ")
+        key = ".".join(str(p) for p in e["loc"])
+        lines.append(f"{key}: {message}" if key else message)  # a cross-field check names its keys itself
+    return "; ".join(lines)
+
+
+def apply_override(document: dict, assignment: str) -> dict:
+    """`scaling.replicas=4` on a spec document; the value is read as YAML (numbers, booleans, lists)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise SpecError(f"--set expects key.path=value, got {assignment!r}")
+    *parents, leaf = key.split(".")
+    node = document
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {key}: {part} is not a section")
+    node[leaf] = yaml.safe_load(text)
+    return document
+
+
+def parse_spec(document: Any, overrides: list[str] = ()) -> JobSpec:
+    if not isinstance(document, dict):
+        raise SpecError("a job spec is a YAML mapping")
+    for assignment in overrides:
+        apply_override(document, assignment)
+    try:
+        return JobSpec.model_validate(document)
+    except ValidationError as error:
+        raise SpecError(_describe(error)) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> JobSpec:
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise SpecError(f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path} is not valid YAML: {error}") from None
+    return parse_spec(document, overrides)

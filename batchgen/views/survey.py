@@ -1,0 +1,189 @@
+"""What an output prefix holds, read from the prefix alone (no spec, no Ray): the job that wrote it, how far
+it got, and what came out. `batchgen inspect` prints it; `batchgen report` draws it.
+
+Everything is counted from the data files as they are, so a half-finished (killed) job is surveyed as
+well as a finished one; the total comes from the manifest, where the job wrote its input's record count
+after its scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batchgen.core.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
+from batchgen.core.stats import RowCounts
+from batchgen.record.sweep import sweep_order
+
+# The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
+COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "reasoning_end", "prompt_tokens",
+           "reasoning_tokens", "completion_tokens", "error", "max_thinking_tokens"]
+EXAMPLES = 3  # example ids kept per error code
+PERCENTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass
+class Survey:
+    """An output prefix at a glance. `state`: "complete" (`_SUCCESS`), "stopped" (the job ended without
+    success: an early stop or too many failed records; `_stats.json` says which), "partial" (killed, or
+    still running). Any state but complete resumes when the job runs again with the same spec. Token
+    figures are in tokens; `reasoning_tokens_percentiles` is over the rows with reasoning on."""
+
+    uri: str
+    job: str
+    fingerprint: str
+    model: str
+    input_uri: str
+    state: str
+    done: int  # records with rows in the data files
+    rows: int  # rows in the data files (a record with n samples has n)
+    committed: int  # records Ray Data's checkpoint committed: what a resume keeps (a killed job's last data file
+    # may not be among them yet; a resume deletes and redoes it)
+    total: int | None  # input records (None: the job was stopped before its scan ended)
+    files: int
+    errors: int
+    errors_by_code: dict[str, int]
+    error_examples: dict[str, list[str]]
+    finish_reasons: dict[str, int]
+    reasoning_modes: dict[str, int]
+    reasoning_ends: dict[str, int]
+    budget_hits: int
+    prompt_tokens: int
+    reasoning_tokens: int
+    completion_tokens: int
+    reasoning_tokens_percentiles: dict[str, int] = field(default_factory=dict)
+    # Where rows ran at more than one thinking budget (a sweep): per budget ("none": no budget) its rows,
+    # the reasoning tokens' percentiles over its rows with reasoning on, and its budget hits.
+    by_budget: dict[str, dict] = field(default_factory=dict)
+    stats: dict | None = None  # `_stats.json`, when a run got as far as writing it
+
+    @property
+    def resumable(self) -> bool:
+        return self.state != "complete"
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "resumable": self.resumable}
+
+
+def survey(uri: str, storage: dict | None = None) -> Survey:
+    """Surveys `uri` (a local path or an fsspec URL; `storage`: fsspec options such as `endpoint_url`).
+    Raises FileNotFoundError when no batchgen job wrote there."""
+    return survey_rows(uri, storage)[0]
+
+
+def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dict]]:
+    """The survey and the rows it was counted from (their `COLUMNS`), for what draws them (`report`)."""
+    prefix = OutputPrefix(uri, storage)
+    manifest = prefix.read_manifest()
+    if manifest is None:
+        raise FileNotFoundError(f"{uri}: no batchgen output here (no _job.json); give the output.uri of a job")
+    stats = prefix.read_stats().to_json() if prefix.has(STATS_FILE) else None
+    # A stats file from an earlier run says nothing of a later one that was killed: it only marks a stop
+    # when no data file is newer than it.
+    state = "complete"
+    files = prefix.data_files()
+    if not prefix.has(SUCCESS_FILE):
+        state = "stopped" if stats is not None and _stats_is_last(prefix, files) else "partial"
+    table = prefix.read(COLUMNS, files)
+    done = pc.count_distinct(table.column("id")).as_py()
+    spec = manifest["spec"]
+    found = Survey(
+        uri=uri, job=spec["name"], fingerprint=manifest["fingerprint"], model=spec["model"]["path"],
+        input_uri=spec["input"]["uri"], state=state, done=done, rows=table.num_rows, committed=prefix.committed_records(),
+        # a complete output holds rows of every input record, whether or not its job wrote the count
+        total=manifest.get("records", done if state == "complete" else None),
+        files=len(files), stats=stats, **_tally(table),
+    )
+    return found, table.to_pylist()
+
+
+def _stats_is_last(prefix: OutputPrefix, files: list[str]) -> bool:
+    stamps = [prefix.fs.modified(f) for f in files]
+    return not stamps or prefix.fs.modified(f"{prefix.path}/{STATS_FILE}") >= max(stamps)
+
+
+def percentiles_of(values: list[int]) -> dict[str, int]:
+    """{"p50": .., "p90": .., "p99": .., "max": ..} by nearest rank; {} for no values."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    # nearest rank: the smallest value with at least q of the values at or below it
+    ranks = {f"p{round(q * 100)}": ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in PERCENTILES}
+    return {k: int(v) for k, v in ranks.items()} | {"max": int(ordered[-1])}
+
+
+def _tally(table: pa.Table) -> dict:
+    """The counts of a survey over its rows (the `COLUMNS` of every row written)."""
+    rows, counts = table.to_pylist(), RowCounts.of([table])
+    examples = defaultdict(list)
+    for row in rows:
+        code = row["error"].split(":", 1)[0] if row["error"] else None
+        if code and len(examples[code]) < EXAMPLES:
+            examples[code].append(row["id"])
+    ends = Counter(r["reasoning_end"] for r in rows if r["reasoning_end"])
+    percentiles = percentiles_of([r["reasoning_tokens"] for r in rows if r["reasoning"] == "on"])
+    return dict(
+        errors=counts.errors, errors_by_code=counts.errors_by_code, error_examples=dict(sorted(examples.items())),
+        finish_reasons=dict(sorted(Counter(r["finish_reason"] for r in rows).items())),
+        reasoning_modes=dict(sorted(Counter(r["reasoning"] or "none (error)" for r in rows).items())),
+        reasoning_ends=dict(sorted(ends.items())),
+        budget_hits=sum(bool(r["thinking_budget_hit"]) for r in rows),
+        prompt_tokens=counts.prompt_tokens, reasoning_tokens=counts.reasoning_tokens,
+        completion_tokens=counts.completion_tokens,
+        reasoning_tokens_percentiles=percentiles,
+        by_budget=_by_budget(rows),
+    )
+
+
+def _by_budget(rows: list[dict]) -> dict[str, dict]:
+    groups = defaultdict(list)
+    for row in rows:
+        if row["finish_reason"] != "error":  # answers; a record that could not run has no budget to count
+            groups[row.get("max_thinking_tokens")].append(row)
+    if len(groups) < 2:
+        return {}
+    return {("none" if b is None else str(b)): {
+        "rows": len(groups[b]), "budget_hits": sum(bool(r["thinking_budget_hit"]) for r in groups[b]),
+        "reasoning_tokens_percentiles": percentiles_of([r["reasoning_tokens"] for r in groups[b] if r["reasoning"] == "on"]),
+    } for b in sweep_order(list(groups))}
+
+
+def describe(found: Survey) -> str:
+    """The survey as `batchgen inspect` prints it: a few aligned lines, the counts grouped."""
+    def counts(mapping: dict) -> str:
+        return ", ".join(f"{k} {v:,}" for k, v in mapping.items()) or "none"
+
+    total = f"{found.total:,}" if found.total is not None else "? (not counted yet)"
+    lines = [
+        f"{found.job}  model {found.model}  spec fingerprint {found.fingerprint}",
+        f"  input      {found.input_uri}",
+        f"  output     {found.uri}: {found.state}, {found.done:,} of {total} records"
+        + (f" ({found.rows:,} rows: samples or budgets)" if found.rows != found.done else "") + f" in {found.files} files"
+        + (f" ({found.committed:,} committed: a resume keeps those, and redoes the rest)"
+           if found.state != "complete" and found.committed != found.done else ""),
+        "  errors     " + (", ".join(f"{code} {n:,} (e.g. {', '.join(found.error_examples[code])})"
+                                   for code, n in found.errors_by_code.items()) or "none"),
+        f"  tokens     prompt {found.prompt_tokens:,}, reasoning {found.reasoning_tokens:,}, "
+        f"completion {found.completion_tokens:,}",
+        "  reasoning  " + (", ".join(f"{k} {v:,}" for k, v in found.reasoning_tokens_percentiles.items())
+                           + " tokens (rows with reasoning on)" if found.reasoning_tokens_percentiles else "no rows with reasoning on"),
+        f"  modes      {counts(found.reasoning_modes)}",
+        f"  ended by   {counts(found.reasoning_ends)}; thinking budget hit {found.budget_hits:,}",
+        f"  finish     {counts(found.finish_reasons)}",
+    ]
+    if found.by_budget:
+        lines.append("  by budget  " + "; ".join(
+            f"{budget}: {g['rows']:,} rows, reasoning p50 {g['reasoning_tokens_percentiles'].get('p50', 0):,}, "
+            f"budget hit {g['budget_hits']:,}" for budget, g in found.by_budget.items()))
+    if found.stats:
+        stats = found.stats
+        lines.append(f"  last run   {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "
+                     f"{stats['generation_tokens_per_s']:,.1f} tokens/s generating")
+    if found.resumable:
+        lines.append("  to finish  run the same job spec again onto this output: finished records are skipped")
+    return "\n".join(lines)
