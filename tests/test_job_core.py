@@ -309,7 +309,7 @@ def test_the_tally_stops_the_job_once_too_many_records_failed():
 def test_stats_count_rows_and_round_trip_through_json():
     counts = RowCounts.of([pa.table({"error": [None, "invalid_json: x", "duplicate_id: y"], "prompt_tokens": [3, 0, 0],
                                      "completion_tokens": [5, 0, None], "reasoning_tokens": [2, 0, 0]})])
-    assert (counts.records, counts.errors, counts.errors_by_code) == (3, 2, {"duplicate_id": 1, "invalid_json": 1})
+    assert (counts.rows, counts.errors, counts.errors_by_code) == (3, 2, {"duplicate_id": 1, "invalid_json": 1})
     # three rows of two records (one with two samples)
     stats = JobStats.build(job="j", model="m", input_files=1, files=1, counts=counts, records=2, skipped=0,
                            started=0.0, first_ready=2.0, generated_tokens=5, now=7.0)

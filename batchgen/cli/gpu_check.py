@@ -95,7 +95,7 @@ def main() -> int:
             print(f"FAIL the demo job at tensor parallelism {tensor_parallel}:\n  " + "\n  ".join(problems),
                   file=sys.stderr)
             return 1
-        print(f"ok  the demo job at tensor parallelism {tensor_parallel}: {stats.records} rows, errors "
+        print(f"ok  the demo job at tensor parallelism {tensor_parallel}: {stats.records} records, {stats.rows} rows, errors "
               f"{stats.errors_by_code}, budgets kept the rule on every row, {stats.generation_tokens_per_s:,.0f} "
               "tokens/s; the engine ran vLLM's V1 model runner (batchgen refuses V2 at start)")
     if gpus < 2:

@@ -48,7 +48,7 @@ class Tally:
 class RowCounts:
     """Counts over output rows: rows, errors by code, token totals."""
 
-    records: int = 0
+    rows: int = 0
     errors_by_code: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -61,7 +61,7 @@ class RowCounts:
         """From batches holding at least `COLUMNS`."""
         counts, errors = cls(), Counter()
         for batch in batches:
-            counts.records += batch.num_rows
+            counts.rows += batch.num_rows
             for name in cls.COLUMNS[1:]:
                 setattr(counts, name, getattr(counts, name) + sum(v or 0 for v in batch.column(name).to_pylist()))
             errors.update(e.split(":", 1)[0] for e in batch.column("error").to_pylist() if e)
@@ -88,7 +88,7 @@ class JobStats:
     completion_tokens: int
     reasoning_tokens: int
     files: int
-    skipped_already_done: int  # rows an earlier run had committed (the checkpoint's count)
+    skipped_already_done: int  # input records an earlier run had committed (the checkpoint's distinct ids)
     wall_time_s: float
     tokens_per_s: float
     engine_startup_s: float  # from the start of the run to the first replica ready
@@ -105,8 +105,8 @@ class JobStats:
         first_ready = first_ready or now
         generation = now - first_ready
         return cls(
-            job=job, model=model, input_files=input_files, records=records, rows=counts.records,
-            ok=counts.records - counts.errors,
+            job=job, model=model, input_files=input_files, records=records, rows=counts.rows,
+            ok=counts.rows - counts.errors,
             errors=counts.errors, errors_by_code=counts.errors_by_code, prompt_tokens=counts.prompt_tokens,
             completion_tokens=counts.completion_tokens, reasoning_tokens=counts.reasoning_tokens, files=files,
             skipped_already_done=skipped, wall_time_s=round(wall, 2),

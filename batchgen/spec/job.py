@@ -7,6 +7,7 @@ overrides, and raises `SpecError` with one line per problem, each naming the key
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,8 @@ class Section(BaseModel):
 
 
 class ModelSpec(Section):
+    """The `model` section: which weights every replica loads and which reasoning profile reads them."""
+
     path: str = Field(description="hub id, local directory, or toy:nemotron-h (the test model batchgen builds itself)")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     profile: Literal["auto", "nemotron-nano-v2", "qwen3", "deepseek-r1", "none"] = Field(
@@ -43,12 +46,16 @@ class ModelSpec(Section):
 
 
 class InputSpec(Section):
+    """The `input` section: where the records are and how they are written."""
+
     uri: str = Field(description="file, directory or glob: local path, s3://, gs://, az://, memory://")
     format: Literal["auto", "jsonl", "parquet", "openai"] = Field(
         "auto", description="auto: from the file extensions; openai: OpenAI Batch API input lines (JSONL)")
 
 
 class OutputSpec(Section):
+    """The `output` section: the prefix the rows, the checkpoint and the markers are written under."""
+
     uri: str = Field(description="directory prefix the results are written under")
     format: Literal["parquet", "jsonl", "openai"] = Field(
         "parquet", description="data file format; openai: Parquet data files, and once every record has a row "
@@ -59,6 +66,8 @@ class OutputSpec(Section):
 
 
 class ScalingSpec(Section):
+    """The `scaling` section: how many replicas, the resources of each, and how records flow to them."""
+
     replicas: int = Field(1, ge=1, description="vLLM replicas (Ray actors), one engine each")
     gpus_per_replica: float = Field(1, ge=0, description="GPUs per replica (tensor_parallel_size of them); 0 on CPU")
     cpus_per_replica: float = Field(1, ge=0, description="CPUs Ray reserves per replica")
@@ -75,11 +84,15 @@ class ScalingSpec(Section):
 
 
 class ErrorsSpec(Section):
+    """The `errors` section: when failed records make the job fail (at the end, or early mid-job)."""
+
     max_fraction: float = Field(0.1, ge=0, le=1, description="the job fails when a larger share of records fail")
     min_records: int = Field(100, ge=1, description="the share is judged mid-job once this many records are done")
 
 
 class JobSpec(Section):
+    """A whole job: one model over one input into one output prefix (`load_spec` reads it from YAML)."""
+
     name: str = Field(description="job name: a-z, 0-9 and -, at most 40 characters", pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=40)
     model: ModelSpec
     engine: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments, passed through")
@@ -88,9 +101,12 @@ class JobSpec(Section):
     defaults: RecordFields = Field(default_factory=RecordFields, description="record fields applied where a record sets none")
     seed: int = Field(0, description="the job's seed: a record without its own seed samples with one derived from this, "
                       "its id and the sample index, so reruns and resumed jobs draw the same samples")
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
-    errors: ErrorsSpec = Field(default_factory=ErrorsSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec, description="how a record's thinking budget ends its "
+                               "reasoning: the card's newline rule or a strict cut, and the closing texts forced")
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="replicas, their GPUs and CPUs, and the "
+                                 "records each keeps in flight")
+    errors: ErrorsSpec = Field(default_factory=ErrorsSpec, description="the share of failed records that fails "
+                               "the job, judged mid-job once min_records are done")
     storage: dict[str, Any] = Field(
         default_factory=dict, description="fsspec options (endpoint_url, anon, ...); credentials only from the environment"
     )
@@ -119,7 +135,8 @@ def _describe(error: ValidationError) -> str:
 
 
 def apply_override(document: dict, assignment: str) -> dict:
-    """`scaling.replicas=4` on a spec document; the value is read as YAML (numbers, booleans, lists)."""
+    """Sets `scaling.replicas=4` in a spec document, in place, and returns it; the value is read as YAML
+    (numbers, booleans, lists). Raises SpecError for a malformed assignment or a key under a non-section."""
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise SpecError(f"--set expects key.path=value, got {assignment!r}")
@@ -134,8 +151,11 @@ def apply_override(document: dict, assignment: str) -> dict:
 
 
 def parse_spec(document: Any, overrides: list[str] = ()) -> JobSpec:
+    """A validated JobSpec from a spec document (a dict, as YAML reads it) and `--set` overrides; the
+    caller's document is not changed. Raises SpecError naming every offending key."""
     if not isinstance(document, dict):
         raise SpecError("a job spec is a YAML mapping")
+    document = copy.deepcopy(document)
     for assignment in overrides:
         apply_override(document, assignment)
     try:
@@ -145,6 +165,7 @@ def parse_spec(document: Any, overrides: list[str] = ()) -> JobSpec:
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> JobSpec:
+    """`parse_spec` of a YAML file; raises SpecError when it cannot be read or parsed."""
     try:
         document = yaml.safe_load(Path(path).read_text())
     except OSError as error:
