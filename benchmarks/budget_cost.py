@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 from batchgen.engine.budget_processor import QUALNAME
-from batchgen.spec.job import BudgetSpec
+from batchgen.record.budget import BudgetSpec
 from benchmarks.workload import budget_records, engine_args, engine_inputs
 
 FollowUp = Callable[[str, list[int]], tuple[list[int], dict] | None]

@@ -87,12 +87,12 @@ class StandInReplica:
 def install() -> None:
     """Ray's worker_process_setup_hook: instruments the readers (no behaviour changed) so that every worker
     logs when it finishes reading an input file."""
-    import batchgen.core.storage
+    import batchgen.core.reading
 
-    reader = batchgen.core.storage.read_stream
+    reader = batchgen.core.reading.read_stream
 
     def logged(stream, path, *args, **kwargs):
         yield from reader(stream, path, *args, **kwargs)
         log_event("read", path)
 
-    batchgen.core.storage.read_stream = logged
+    batchgen.core.reading.read_stream = logged

@@ -31,7 +31,7 @@ import statistics
 import time
 
 from batchgen.engine.replica import Replica
-from batchgen.spec.job import BudgetSpec
+from batchgen.record.budget import BudgetSpec
 from batchgen.toy import corpus
 from benchmarks.workload import ENGINE, MODEL
 
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     records = sweep_records(args.records)
-    with Replica(MODEL, ENGINE, BudgetSpec(grace_tokens=GRACE), budgets=True) as replica:
+    with Replica(MODEL, ENGINE, BudgetSpec(grace_tokens=GRACE), budget_processor=True) as replica:
         sets = {name: compare(replica, records, budgets, args.repeats) for name, budgets in BUDGET_SETS.items()}
     print(json.dumps({"records": len(records), "repeats": args.repeats, "sets": sets}), flush=True)
 

@@ -11,10 +11,10 @@ import json
 import random
 from pathlib import Path
 
-from batchgen.engine.models import TOY_MODEL, engine_defaults, load_tokenizer, profile_for, resolve_path
-from batchgen.record.prompting import PromptBuilder
-from batchgen.record.contract import RecordFields, normalize
-from batchgen.spec.job import BudgetSpec, ModelSpec
+from batchgen.engine.models import TOY_MODEL, engine_defaults, resolve_path
+from batchgen.engine.preparer import RecordPreparer
+from batchgen.record.budget import BudgetSpec
+from batchgen.spec.job import ModelSpec
 from batchgen.toy import corpus
 
 MODEL = ModelSpec(path=TOY_MODEL)
@@ -126,11 +126,10 @@ def _documents(rng: random.Random, tokens: int) -> str:
 
 
 def engine_inputs(records: list[dict], budget: BudgetSpec | None = None, max_model_len: int = ENGINE["max_model_len"]) -> list:
-    """batchgen's EngineInput (prompt ids, sampling, budget plan) for every record."""
-    path = resolve_path(MODEL.path)
-    tokenizer = load_tokenizer(MODEL, path)
-    builder = PromptBuilder(tokenizer, profile_for(MODEL, tokenizer), budget or BudgetSpec(), max_model_len)
-    return [builder.build(normalize(r, RecordFields(), row_id=r["id"])) for r in records]
+    """batchgen's EngineInput (prompt ids, sampling, budget plan) for every record, as its replica prepares
+    it (`RecordPreparer.build`: a record that cannot run gives its `RecordError`)."""
+    preparer = RecordPreparer.for_model(MODEL, budget=budget, max_model_len=max_model_len)
+    return [preparer.build(r, r["id"]) for r in records]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,41 @@ DEMO = ROOT / "jobs" / "demo.yaml"
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["schema"]])
-def test_every_command_has_help(command):
-    result = runner.invoke(app, [*command, "--help"])
+def _commands() -> dict:
+    """Every command registered on the typer app, by name, as click sees it (a new command cannot be missed)."""
+    import typer.main
+
+    return dict(typer.main.get_command(app).commands)
+
+
+COMMANDS = _commands()
+
+
+def test_the_top_level_help_lists_every_command():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Usage" in result.output
+    assert {"run", "validate", "inspect", "report", "schema", "k8s", "submit", "status", "logs", "stop", "list"} <= set(COMMANDS)
+    for name in COMMANDS:
+        assert re.search(rf"\b{re.escape(name)}\b", result.output), f"{name} missing from the top-level help"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help(name):
+    import click
+
+    command = COMMANDS[name]
+    assert (command.help or "").strip(), f"{name} has no help text"
+    result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})  # wide: rich would cut long flags
+    assert result.exit_code == 0 and "Usage" in result.output, result.output
+    assert " ".join(command.help.split()[:4]) in result.output  # its own help text, not only the usage line
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            assert param.name.lower() in result.output.lower(), f"{name} --help does not name its argument {param.name}"
+            assert (getattr(param, "help", None) or "").strip(), f"{name}'s argument {param.name} has no help"
+            assert param.help in result.output
+        else:
+            flag = max(param.opts, key=len)
+            assert flag in result.output, f"{name} --help does not name its option {flag}"
 
 
 def test_schema_prints_json_schema():

@@ -19,7 +19,8 @@ from batchgen.record.rows import OUTPUT_FIELDS, OutputRow, error_row
 from batchgen.core.scan import scan
 from batchgen.spec.job import JobSpec
 from batchgen.core.stats import JobStats, RowCounts, Tally
-from batchgen.core.storage import InputSet, arrow_fs, open_fs, read_file
+from batchgen.core.reading import read_file
+from batchgen.core.storage import InputSet, arrow_fs, open_fs
 
 
 def write_lines(path, records):
@@ -43,8 +44,8 @@ def output_table(uri, fmt="auto") -> pa.Table:
     fs, inputs, result = scanned(uri, fmt)
     tables = []
     for f in inputs.files:
-        for block in read_file(fs, inputs, f, frozenset(result.duplicates)):
-            batch = decode(block, result.passthrough, result.duplicates)
+        for block in read_file(fs, inputs, f, frozenset(result.duplicate_errors)):
+            batch = decode(block, result.passthrough, result.duplicate_errors)
             rows = [error_row(rid, "m", RecordError("x", "y")) for rid in batch.ids]
             tables.append(assemble(rows, batch.passthrough, result.passthrough))
     return tables
@@ -143,7 +144,7 @@ def test_records_without_ids_are_named_by_their_path_under_the_input_root(tmp_pa
         write_lines(tmp_path / "in" / f"day={day}" / "part-0.jsonl", [{"prompt": "x"}])
     fs, inputs, result = scanned(tmp_path / "in")
     ids = [rid for f in inputs.files for b in read_file(fs, inputs, f) for rid in b.column("id").to_pylist()]
-    assert ids == ["day=1/part-0.jsonl:1", "day=2/part-0.jsonl:1"] and result.duplicates == {}
+    assert ids == ["day=1/part-0.jsonl:1", "day=2/part-0.jsonl:1"] and result.duplicate_errors == {}
 
 
 def test_input_root_and_names():
@@ -161,7 +162,7 @@ def test_later_uses_of_an_id_are_duplicates_named_by_location(tmp_path):
     write_lines(tmp_path / "in" / "a.jsonl", [{"id": 1, "prompt": "x"}, {"id": "1", "prompt": "y"}])
     write_lines(tmp_path / "in" / "b.jsonl", [{"id": 1.0, "prompt": "z"}])
     fs, inputs, result = scanned(tmp_path / "in")
-    assert {(p.rsplit("/", 1)[1], n): str(e) for (p, n), e in result.duplicates.items()} == {
+    assert {(p.rsplit("/", 1)[1], n): str(e) for (p, n), e in result.duplicate_errors.items()} == {
         ("a.jsonl", 2): "duplicate_id: its id was already used at a.jsonl:1",
         ("b.jsonl", 1): "duplicate_id: its id was already used at a.jsonl:1"}
     assert result.records == 3

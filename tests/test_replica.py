@@ -13,10 +13,8 @@ import uuid
 
 import pytest
 
-from batchgen.record.budget import line_break_token_ids
-from batchgen.record.prompting import PromptBuilder
-from batchgen.record.contract import normalize
-from batchgen.spec.job import BudgetSpec
+from batchgen.engine.preparer import RecordPreparer
+from batchgen.record.budget import BudgetSpec, line_break_token_ids
 from batchgen.toy import corpus
 from tests.conftest import TEST_GRACE
 
@@ -52,8 +50,8 @@ def check_cut(replica, row, ref, budget, grace, strict):
     breaks = line_break_token_ids(len(tok), tok.decode)
     n = expected_cut(ref, budget, grace, strict, breaks)
     at_break = n == 0 or ref[n - 1] in breaks
-    close = replica.prompts.close_at_line_break_ids if at_break else replica.prompts.close_ids
-    closing = close[: close.index(replica.prompts.end_token_id) + 1]
+    close = replica.preparer.prompts.close_at_line_break_ids if at_break else replica.preparer.prompts.close_ids
+    closing = close[: close.index(replica.preparer.prompts.end_token_id) + 1]
     assert row["thinking_budget_hit"] is True
     assert row["reasoning_end"] == ("budget_line_break" if at_break and not strict else "budget_cut")
     assert row["reasoning_tokens"] == n + len(closing)
@@ -85,12 +83,13 @@ def test_no_line_break_within_the_grace_cuts_abruptly(replica):
 def test_strict_budget_cuts_exactly(replica):
     prompt = corpus.steps_prompt("maple")
     ref = reference_ids(replica, prompt)
-    default = replica.prompts
-    replica.prompts = PromptBuilder(replica.tokenizer, replica.profile, BudgetSpec(mode="strict"), replica.max_model_len)
+    default = replica.preparer
+    replica.preparer = RecordPreparer(default.model_name, default.tokenizer, default.profile,
+                                      default.prompts.max_model_len, BudgetSpec(mode="strict"))
     try:
         rows = replica.generate([{"id": str(b), "prompt": prompt, "max_thinking_tokens": b, **GREEDY} for b in (3, 11)])
     finally:
-        replica.prompts = default
+        replica.preparer = default
     for budget, row in zip((3, 11), rows):
         assert check_cut(replica, row, ref, budget, 0, strict=True) == budget
 
@@ -113,7 +112,7 @@ def test_split_and_token_counts(replica):
     # the answer as generated: "\n\n" after </think>, the content, "\n" and the end-of-turn token
     answer = replica.tokenizer.encode(f"\n\n{row['content']}\n<SPECIAL_12>", add_special_tokens=False)
     assert row["completion_tokens"] == row["reasoning_tokens"] + len(answer)
-    prompt = replica.prompts.build(normalize({"id": "r", "prompt": corpus.echo_prompt("apple")})).prompt_ids
+    prompt = replica.preparer.build({"id": "r", "prompt": corpus.echo_prompt("apple")}, "r").prompt_ids
     assert row["prompt_tokens"] == len(prompt)
 
 
@@ -196,7 +195,7 @@ def native(replica, record, **params):
     `params` override the record's sampling values."""
     from vllm import SamplingParams
 
-    prepared = replica.prompts.build(normalize({"id": "native", **GREEDY, **record}))
+    prepared = replica.preparer.build({"id": "native", **GREEDY, **record}, "native")
     sampling = SamplingParams(**{**prepared.sampling, **params})
 
     async def run():
@@ -222,7 +221,7 @@ def test_stop_strings_apply_to_the_answer_only(replica):
     record = {"prompt": corpus.steps_prompt("river")}
     ref = one(replica, **record)
     ids = list(native(replica, record).token_ids)
-    end = ids.index(replica.prompts.end_token_id) + 1
+    end = ids.index(replica.preparer.prompts.end_token_id) + 1
     assert " " in ref["reasoning_content"] and " " in ref["content"]
     n, before = stop_cut(replica.tokenizer, ids[end:], " ")
     row = one(replica, **record, stop=[" "])

@@ -9,15 +9,14 @@ import pytest
 def test_values_vllm_refuses_become_invalid_value_rows_naming_the_parameter():
     from vllm.exceptions import VLLMValidationError
 
-    from batchgen.engine.replica import refused
+    from batchgen.engine.shaping import refused
 
     assert not isinstance(VLLMValidationError("x"), ValueError)  # why the replica catches it by name
+    # vLLM's own exception carries what `refused` reads (the rest of its rules: tests/test_shaping.py).
     named = refused(VLLMValidationError("must be non-negative.", parameter="temperature", value=-1.0))
     assert str(named) == "invalid_value: temperature: must be non-negative. (got -1.0)"
     unnamed = refused(VLLMValidationError("The decoder prompt (length 9) is longer than the maximum model length of 8."))
     assert str(unnamed) == "invalid_value: The decoder prompt (length 9) is longer than the maximum model length of 8."
-    assert str(refused(ValueError("stop: an empty string cannot be a stop string"))) == \
-        "invalid_value: stop: an empty string cannot be a stop string"
 
 
 def test_model_runner_v2_is_refused_when_budgets_need_the_v1_processor():
@@ -25,8 +24,8 @@ def test_model_runner_v2_is_refused_when_budgets_need_the_v1_processor():
 
     from batchgen.engine.replica import V2_RUNNER_REFUSED, check_model_runner
 
-    check_model_runner(SimpleNamespace(use_v2_model_runner=False), budgets=True)
-    check_model_runner(SimpleNamespace(use_v2_model_runner=True), budgets=False)  # no processor: V2 is fine
+    check_model_runner(SimpleNamespace(use_v2_model_runner=False), budget_processor=True)
+    check_model_runner(SimpleNamespace(use_v2_model_runner=True), budget_processor=False)  # no processor: V2 is fine
     with pytest.raises(RuntimeError, match="set VLLM_USE_V2_MODEL_RUNNER=0 in the replicas' environment") as refused:
-        check_model_runner(SimpleNamespace(use_v2_model_runner=True), budgets=True)
+        check_model_runner(SimpleNamespace(use_v2_model_runner=True), budget_processor=True)
     assert str(refused.value) == V2_RUNNER_REFUSED

@@ -1,4 +1,5 @@
-"""Locations and files: input discovery, and rows that keep their line or row numbers and get ids."""
+"""Locations and files: input discovery (`core.storage`), and rows read from them that keep their line or
+row numbers and get ids (`core.reading`)."""
 
 import io
 
@@ -7,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchgen.core.identity import InputNames
-from batchgen.core.storage import INDEX, LINE, SOURCE, InputSet, open_fs, read_stream
+from batchgen.core.reading import INDEX, LINE, SOURCE, read_stream
+from batchgen.core.storage import InputSet, open_fs
 
 
 def test_inputs_are_found_sorted_with_their_format_and_sizes(tmp_path):

@@ -1,6 +1,6 @@
-"""The distributed job, as a thin Ray Data adapter around the job core:
+"""The distributed job, as a thin Ray Data adapter around the job core: `run` is the job's steps.
 
-    input files --scan (ids, passthrough types)--> duplicates, one output schema
+    input files --scan (ids, passthrough types)--> duplicate ids, one output schema
     input files --Ray Data read--> blocks --map_batches on an actor pool (one replica each)--> output blocks
                 --Ray Data write (streamed, checkpointed)--> output.uri/*.parquet, then _stats.json, _SUCCESS
 
@@ -12,6 +12,10 @@ only when the share of failed records stayed within `errors.max_fraction`.
 
 `run()` takes a replica factory, `(spec, budgeted) -> replica`: anything with `submit(records, ids) ->
 futures of rows`, `model_name` and `close()` hosts the engine (tests and benchmarks hand it a stand-in, nothing is patched).
+
+Owns the job's steps (prefix state, scan, generation passes until the checkpoint holds every record, stats,
+markers), the Ray Data context and actor pool they run in, and the default replica factory. The replica
+stage and the progress actor are `stage`; Ray's datasource, checkpoint and file names are `ray_io`.
 """
 
 from __future__ import annotations
@@ -21,26 +25,23 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Protocol
 
-from batchgen.engine import placement
-from batchgen.core.blocks import assemble, decode, gather, schema
-from batchgen.core.flow import EngineDied, RecordPool
-from batchgen.core.ledger import CrashLedger, HandedOut
-from batchgen.record.openai_batch import dumps, output_lines
+from batchgen.cluster.ray_io import checkpoint_config, filename_provider, ray_dataset
+from batchgen.cluster.stage import GenerateStage, ReplicaLike, progress_actor, watch
+from batchgen.core.blocks import schema
 from batchgen.core.passthrough import Passthrough
 from batchgen.core.prefix import BATCH_OUTPUT, Manifest, OutputPrefix, PrefixRefused
-from batchgen.views.progress import Snapshot
-from batchgen.record.contract import RecordError
-from batchgen.record.rows import error_row
-from batchgen.core.scan import scan
+from batchgen.core.scan import ScanResult, scan
+from batchgen.core.stats import JobStats
+from batchgen.core.storage import InputSet, open_fs
+from batchgen.engine import placement
+from batchgen.record.openai_batch import dumps, output_lines
 from batchgen.spec.job import JobSpec
-from batchgen.core.stats import JobStats, Tally
-from batchgen.core.storage import InputSet, open_fs, ray_dataset
+from batchgen.views.progress import Snapshot
 
-ENGINE_MAX_CRASHES = 3  # engine deaths a record may run through before it is written as an error row
+__all__ = ["ENGINE_ENV", "JobFailed", "ReplicaLike", "run", "vllm_replica"]
+
 # The engine's process environment, set through Ray's runtime environment (never this process's): the
 # budget processor uses vLLM's V1 logits-processor interface, which Model Runner V2 (the GPU default)
 # rejects; tokenizers' own threads fight the engine's for the replica's cores.
@@ -51,83 +52,13 @@ class JobFailed(RuntimeError):
     """The job ran (or was refused) and must not be taken as a success; the message says why."""
 
 
-class TooManyErrors(RuntimeError):
-    """Raised in a replica to stop the job early: the share of failed records passed errors.max_fraction."""
-
-
-class ReplicaLike(Protocol):
-    model_name: str
-
-    def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
-        """Starts each record; its Future resolves to its row, or raises `EngineDied`."""
-
-    def close(self) -> None: ...
-
-
 def vllm_replica(spec: JobSpec, budgeted: bool) -> ReplicaLike:
     """The default replica factory: one vLLM engine (`batchgen.engine.replica.Replica`), with the budget processor
     when `budgeted` (a record or the spec's defaults set `max_thinking_tokens`)."""
     from batchgen.engine.replica import Replica
 
     engine = {**spec.engine, **placement.engine_args(spec.scaling, spec.engine)}
-    return Replica(spec.model, engine, spec.budget, spec.defaults, budgets=budgeted, seed=spec.seed)
-
-
-class GenerateStage:
-    """A Ray Data actor hosting one replica. Each call puts its batch's records into the replica's pool and
-    returns as many rows as it put in, of whichever records finished first (`batchgen.core.flow`), so the
-    engine's load is set by records in flight, not by batches, and no long record holds a batch back."""
-
-    def __init__(self, spec_json: str, progress, duplicates, passthrough: dict, budgeted: bool, replica_factory):
-        spec = JobSpec.model_validate_json(spec_json)
-        self.replica = replica_factory(spec, budgeted)
-        progress.ready.remote(time.time())
-        self.progress = progress
-        self.duplicates = duplicates
-        self.passthrough = Passthrough.from_json(passthrough)
-        self.openai_input = spec.input.format == "openai"
-        self.pool = RecordPool()
-        # Records that were running when an engine died run one at a time, so the one that kills the
-        # engine is found and, after ENGINE_MAX_CRASHES deaths, written as an error row instead of looping.
-        self.suspects = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgen-suspects")
-
-    def __call__(self, block):
-        import ray
-
-        batch = decode(block, self.passthrough, self.duplicates, openai=self.openai_input)
-        model = self.replica.model_name
-        added = 0
-        fresh = []
-        for i, (crashes, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
-            if handed_out:  # a retried batch: another call of the replica that died already returned this row
-                continue
-            added += 1
-            if isinstance(batch.records[i], RecordError):
-                self.pool.add([error_row(batch.ids[i], model, batch.records[i])], (batch, i))
-            elif crashes >= ENGINE_MAX_CRASHES:
-                error = RecordError("engine_crash", f"the engine died {crashes} times while this record ran")
-                self.pool.add([error_row(batch.ids[i], model, error)], (batch, i))
-            elif crashes:
-                self.pool.submit(self.suspects.submit(self._alone, batch.records[i], batch.ids[i]), (batch, i))
-            else:
-                fresh.append(i)
-        for i, future in zip(fresh, self.replica.submit([batch.records[i] for i in fresh], [batch.ids[i] for i in fresh])):
-            self.pool.submit(future, (batch, i))
-        try:
-            taken = self.pool.take(added)
-        except EngineDied:
-            # Only a new process can host a new engine: Ray restarts this actor and retries its batches.
-            os._exit(1)
-        rows, columns = gather(taken)
-        verdict = ray.get(self.progress.taken.remote(
-            [record_rows[0]["id"] for record_rows, _ in taken], len(rows), sum(r["error"] is not None for r in rows),
-            sum(r["completion_tokens"] for r in rows)))
-        if verdict:  # stop the job instead of burning GPU hours on a broken input
-            raise TooManyErrors(verdict)
-        return assemble(rows, columns, self.passthrough)
-
-    def _alone(self, record: dict, rid: str) -> list[dict]:
-        return self.replica.submit([record], [rid])[0].result()
+    return Replica(spec.model, engine, spec.budget, spec.defaults, budget_processor=budgeted, seed=spec.seed)
 
 
 def _init_ray(actor_logs: bool) -> None:
@@ -141,57 +72,6 @@ def _init_ray(actor_logs: bool) -> None:
         address = os.environ.get("RAY_ADDRESS")
         ray.init(address=address or "local", num_cpus=None if address else max(4, os.cpu_count() or 1),
                  log_to_driver=actor_logs)
-
-
-def _progress_actor(max_fraction: float, min_records: int):
-    import ray
-
-    @ray.remote(num_cpus=0)
-    class Progress:
-        """The job's shared counters (`stats.Tally`) and ledgers (`ledger.CrashLedger`, `HandedOut`), for
-        replicas in other processes: two round trips per batch."""
-
-        def __init__(self):
-            self.tally = Tally(max_fraction, min_records)
-            self.ledger = CrashLedger()
-            self.handed_out = HandedOut()
-
-        def begin(self, ids: list[str]) -> list[tuple[int, bool]]:
-            """Per record: the engine deaths it ran through, and whether its row was already handed out
-            (then it is not begun: it must not run again)."""
-            handed = [rid in self.handed_out for rid in ids]
-            crashes = self.ledger.begin([rid for rid, done in zip(ids, handed) if not done])
-            counts = iter(crashes)
-            return [(0, True) if done else (next(counts), False) for done in handed]
-
-        def ready(self, at: float) -> None:
-            self.tally.ready(at)
-
-        def taken(self, ids: list[str], rows: int, errors: int, tokens: int) -> str:
-            """Records (`ids`) whose rows a replica handed to the writer, with their error rows and tokens;
-            returns the early-stop verdict ("" to go on)."""
-            self.ledger.end(ids)
-            self.handed_out.add(ids)
-            return self.tally.add(len(ids), rows, errors, tokens)
-
-        def snapshot(self) -> Tally:
-            return self.tally
-
-    return Progress.remote()
-
-
-def _watch(progress, started: float, total: int, done_before: int, report: Callable[[Snapshot], None],
-           stop: threading.Event, every: float = 2.0):
-    import ray
-
-    while True:
-        stopping = stop.wait(every)
-        tally, now = ray.get(progress.snapshot.remote()), time.time()
-        report(Snapshot(records=tally.records, errors=tally.errors, completion_tokens=tally.completion_tokens,
-                        total=total, done_before=done_before, elapsed_s=now - started,
-                        generating_s=None if tally.first_ready is None else now - tally.first_ready))
-        if stopping:  # the job's last snapshot was just reported
-            return
 
 
 @contextmanager
@@ -242,15 +122,15 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
     _init_ray(actor_logs)
     stop, watcher = threading.Event(), None
     with _data_context() as context:
-        progress = _progress_actor(spec.errors.max_fraction, spec.errors.min_records)
+        progress = progress_actor(spec.errors.max_fraction, spec.errors.min_records)
         # Duplicates are judged on the whole input, finished records included, so the scan runs unfiltered.
         scanned = scan(inputs, ray_dataset(in_fs, inputs, scan=True).iter_batches(batch_size=None, batch_format="pyarrow"))
         prefix.write_manifest(manifest, scanned.records)
         if report:
-            watcher = threading.Thread(target=_watch, args=(progress, started, scanned.records, skipped, report, stop),
+            watcher = threading.Thread(target=watch, args=(progress, started, scanned.records, skipped, report, stop),
                                        daemon=True)
             watcher.start()
-        context.checkpoint_config = prefix.checkpoint_config()
+        context.checkpoint_config = checkpoint_config(prefix)
         try:
             # A replica that dies may leave records that no retried batch holds any more (`flow`): another
             # pass over what the checkpoint has not committed runs them, while passes make progress.
@@ -288,15 +168,18 @@ def _see_errors(spec: JobSpec) -> str:
             "errors.max_fraction, and run again: finished records are kept")
 
 
-def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPrefix, scanned, progress,
-                        replica_factory) -> None:
+def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPrefix, scanned: ScanResult,
+                        progress, replica_factory) -> None:
     """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix."""
+    import ray
+
+    ray.get(progress.new_pass.remote())
     budgeted = scanned.budgeted or spec.defaults.max_thinking_tokens is not None
-    generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicates)), progress,
-                            scanned.duplicates, scanned.passthrough, budgeted, replica_factory)
+    generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicate_errors)), progress,
+                            scanned.duplicate_errors, scanned.passthrough, budgeted, replica_factory)
     data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai: Parquet, then the lines
     options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
-                   filename_provider=prefix.filename_provider(data_format))
+                   filename_provider=filename_provider(data_format))
     if data_format == "parquet":
         generated.write_parquet(prefix.path, schema=schema(scanned.passthrough), **options)
     else:
@@ -315,7 +198,7 @@ def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float
         first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
 
 
-def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passthrough, budgeted: bool,
+def _generation(spec: JobSpec, dataset, progress, duplicate_errors, passthrough: Passthrough, budgeted: bool,
                 replica_factory):
     """The input dataset through the replica pool."""
     from ray.data import ActorPoolStrategy
@@ -327,7 +210,7 @@ def _generation(spec: JobSpec, dataset, progress, duplicates, passthrough: Passt
     # (a streaming repartition: no shuffle, nothing materialized) make every call its own task.
     return dataset.repartition(target_num_rows_per_block=scaling.batch_size, strict=True).map_batches(
         GenerateStage,
-        fn_constructor_args=(spec.model_dump_json(), progress, duplicates, passthrough.to_json(), budgeted,
+        fn_constructor_args=(spec.model_dump_json(), progress, duplicate_errors, passthrough.to_json(), budgeted,
                              replica_factory),
         batch_size=scaling.batch_size,
         batch_format="pyarrow",

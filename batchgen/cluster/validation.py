@@ -6,17 +6,21 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from batchgen.engine.models import context_length, load_tokenizer, profile_for, resolve_path
+from batchgen.engine.preparer import RecordPreparer
 from batchgen.core.blocks import decode
-from batchgen.record.prompting import EngineInput, PromptBuilder
-from batchgen.record.contract import RecordError, normalize
+from batchgen.record.prompting import EngineInput
+from batchgen.record.contract import RecordError
 from batchgen.core.scan import scan
 from batchgen.spec.job import JobSpec
-from batchgen.core.storage import InputSet, open_fs, read_file
+from batchgen.core.reading import read_file
+from batchgen.core.storage import InputSet, open_fs
 
 
 @dataclass
 class Report:
+    """What `validate_job` found: the input's data files, how many records they hold, the error rows the
+    job would write per error code, the first few bad records and the first few prompts."""
+
     files: list[str]
     records: int = 0
     errors: Counter = field(default_factory=Counter)
@@ -25,24 +29,23 @@ class Report:
 
 
 def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
+    """Reads the job's input in-process, with the same scan, decoding and record preparation as `run`
+    (`RecordPreparer.build`, the context the `engine` section gives, else the model's own), and reports what
+    would fail and why: `show` prompts as the engine would see them, up to `keep_bad` bad records by id.
+    Needs the model's tokenizer and config, no engine and no GPU. Raises FileNotFoundError for an input
+    without data files, ValueError for an unknown toy model, and what loading the tokenizer raises (OSError)."""
     fs, path = open_fs(spec.input.uri, spec.storage)
     inputs = InputSet.find(fs, path, spec.input.format)
-    model_path = resolve_path(spec.model.path)
-    tokenizer = load_tokenizer(spec.model, model_path)
-    builder = PromptBuilder(
-        tokenizer, profile_for(spec.model, tokenizer), spec.budget, context_length(spec.model, model_path, spec.engine)
-    )
+    preparer = RecordPreparer.for_model(spec.model, spec.engine, spec.budget, spec.defaults)
     report = Report(inputs.files)
     # The same scan and decoding as `run`, in-process.
     scanned = scan(inputs, (block for file in inputs.files for block in read_file(fs, inputs, file, scan=True)))
     for file in inputs.files:
-        for block in read_file(fs, inputs, file, frozenset(scanned.duplicates)):
-            batch = decode(block, scanned.passthrough, scanned.duplicates, openai=inputs.format == "openai")
+        for block in read_file(fs, inputs, file, frozenset(scanned.duplicate_errors)):
+            batch = decode(block, scanned.passthrough, scanned.duplicate_errors, openai=inputs.format == "openai")
             for raw, rid in zip(batch.records, batch.ids):
                 report.records += 1
-                outcome = raw if isinstance(raw, RecordError) else normalize(raw, spec.defaults, row_id=rid)
-                if not isinstance(outcome, RecordError):
-                    outcome = builder.build(outcome)
+                outcome = preparer.build(raw, rid)
                 if isinstance(outcome, RecordError):
                     report.errors[outcome.code] += 1
                     if len(report.bad) < keep_bad:

@@ -1,5 +1,5 @@
 """From a block of input rows to raw records, and from output rows back to a block of the prefix's schema
-(pure logic over Arrow; the Ray Data stage in `pipeline` calls these around the replica).
+(pure logic over Arrow; the Ray Data stage, `batchgen.cluster.stage`, calls these around the replica).
 
 The output block's schema is always `schema(passthrough)`: the row contract's columns (`rows.OutputRow`),
 then the prefix's passthrough columns, whatever the block's records hold. That is what lets every data
@@ -15,7 +15,7 @@ import pyarrow as pa
 from batchgen.core.passthrough import Passthrough
 from batchgen.record.contract import INPUT_FIELDS, RecordError
 from batchgen.record.rows import OUTPUT_SCHEMA
-from batchgen.core.storage import INDEX, INTERNAL_COLUMNS, LINE, SOURCE, parse_lines
+from batchgen.core.reading import INDEX, INTERNAL_COLUMNS, LINE, SOURCE, parse_lines
 
 
 @dataclass
@@ -29,8 +29,8 @@ class InputBatch:
 
 
 def decode(block: pa.Table, passthrough: Passthrough,
-           duplicates: dict[tuple[str, int], RecordError] | None = None, openai: bool = False) -> InputBatch:
-    """Input rows (a records-mode block of `storage.read_stream`) as raw records. `duplicates` ((file,
+           duplicate_errors: dict[tuple[str, int], RecordError] | None = None, openai: bool = False) -> InputBatch:
+    """Input rows (a records-mode block of `reading.read_stream`) as raw records. `duplicate_errors` ((file,
     number) -> error) turns later uses of an id into their error; `openai`: the lines are OpenAI Batch API
     lines (`input.format: openai`)."""
     ids = block.column("id").to_pylist()
@@ -41,9 +41,9 @@ def decode(block: pa.Table, passthrough: Passthrough,
         fields = [c for c in block.column_names if c in INPUT_FIELDS and c != "id" and c not in INTERNAL_COLUMNS]
         records = block.select(fields).to_pylist()
         columns = passthrough.from_table(block)
-    if duplicates:
+    if duplicate_errors:
         places = zip(block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist())
-        records = [duplicates.get(place, r) for r, place in zip(records, places)]
+        records = [duplicate_errors.get(place, r) for r, place in zip(records, places)]
     return InputBatch(records, ids, columns)
 
 

@@ -6,6 +6,9 @@ line (JSONL, 1-based) or row (Parquet, 0-based) number, `day=1/part-0.jsonl:3`, 
 different files never share an id. A later use of an id (file order, then line order) becomes
 `id@file:number`: every output row's id is unique, which is what resume and the checkpoint key on
 (`ROW_KEY`).
+
+Owns the names of a later use: its place, (file, number); `duplicate_places`, the set of them that renames
+ids (`row_ids`); `duplicate_errors`, place -> its `duplicate_id` error (`DuplicateFinder`, the scan's result).
 """
 
 from __future__ import annotations
@@ -61,14 +64,14 @@ def id_text(value) -> str | None:
 
 
 def row_ids(raw_ids: list, path: str, numbers: list[int], names: InputNames,
-            duplicates: frozenset = frozenset()) -> list[str]:
+            duplicate_places: frozenset = frozenset()) -> list[str]:
     """The id of each row of one file: its own id as text, else its location; a later occurrence (its
-    (path, number) in `duplicates`) becomes `id@location`."""
+    (path, number) in `duplicate_places`) becomes `id@location`."""
     ids = []
     for raw, number in zip(raw_ids, numbers):
         where = names.location(path, number)
         rid = id_text(raw) or where
-        ids.append(f"{rid}@{where}" if (path, number) in duplicates else rid)
+        ids.append(f"{rid}@{where}" if (path, number) in duplicate_places else rid)
     return ids
 
 
@@ -81,9 +84,10 @@ class DuplicateFinder:
         self._seen = FirstOccurrences()
 
     def add(self, ids: list[str], paths: list[str], numbers: list[int]) -> None:
+        """Rows' ids with their (file, number) places, aligned."""
         self._seen.add(ids, [(self._rank[p], n) for p, n in zip(paths, numbers)])
 
-    def duplicates(self) -> dict[tuple[str, int], RecordError]:
+    def duplicate_errors(self) -> dict[tuple[str, int], RecordError]:
         """(file, number) of every later occurrence -> its `duplicate_id` error, naming the first one."""
         return {
             (self.files[rank], number): RecordError(

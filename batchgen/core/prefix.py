@@ -12,6 +12,10 @@ start), resumes it (same identity, not complete), finds it complete (same identi
 refused with one line that says what to do: another input is always refused (its records' ids could
 match rows already written, and they would be skipped silently); other settings are refused unless
 `--allow-changed-spec`.
+
+Owns the prefix's layout and reading it without Ray: its state, manifest, markers, data files, staged
+leftovers, and the ids Ray Data's checkpoint committed (the `_checkpoint/` files are plain Parquet).
+Ray's own pieces for a prefix, its checkpoint config and data file names, are `batchgen.cluster.ray_io`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import pyarrow.parquet as pq
 from batchgen.record.rows import OUTPUT_SCHEMA
 from batchgen.spec.job import JobSpec
 from batchgen.core.stats import JobStats, RowCounts
-from batchgen.core.storage import STAGING_PREFIX, InputSet, _format_of, arrow_fs, open_fs
+from batchgen.core.storage import STAGING_PREFIX, InputSet, arrow_fs, format_of, open_fs
 
 JOB_FILE, STATS_FILE, SUCCESS_FILE, CHECKPOINT_DIR = "_job.json", "_stats.json", "_SUCCESS", "_checkpoint"
 BATCH_OUTPUT = "_batch_output.jsonl"  # output.format openai: OpenAI Batch API output lines, written last
@@ -51,18 +55,22 @@ class Manifest:
 
     @classmethod
     def of(cls, spec: JobSpec, inputs: InputSet) -> Manifest:
+        """The manifest of running `spec` over `inputs`."""
         return cls(spec.model_dump(mode="json"), inputs.identity())
 
     @property
     def shaping(self) -> dict:
+        """The settings that shape a row's answer (`SHAPING` and the output format)."""
         return {**{k: self.spec.get(k) for k in SHAPING}, "output_format": self.spec["output"]["format"]}
 
     @property
     def fingerprint(self) -> str:
+        """A short hash of the shaping settings and the input's identity: equal for the same job."""
         whole = {"shaping": self.shaping, "input": self.input}
         return hashlib.sha256(json.dumps(whole, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict:
+        """`_job.json`'s content."""
         return {"fingerprint": self.fingerprint, "spec": self.spec, "input": self.input}
 
 
@@ -74,7 +82,7 @@ def data_files(fs, prefix: str) -> list[str]:
         return []
     return sorted(
         f for f in fs.find(prefix)
-        if _format_of(f) and not any(part.startswith("_") for part in PurePosixPath(f[len(prefix):]).parts)
+        if format_of(f) and not any(part.startswith("_") for part in PurePosixPath(f[len(prefix):]).parts)
     )
 
 
@@ -86,7 +94,7 @@ def _describe(identity: dict | None) -> str:
 
 
 class OutputPrefix:
-    """One `output.uri`: its state, manifest, markers, data files, staging and checkpoint settings."""
+    """One `output.uri`: its state, manifest, markers, data files, staging and checkpoint folder."""
 
     def __init__(self, uri: str, storage: dict | None = None):
         self.uri = uri
@@ -97,6 +105,7 @@ class OutputPrefix:
         return f"{self.path}/{name}"
 
     def data_files(self) -> list[str]:
+        """The prefix's data files (`data_files`)."""
         return data_files(self.fs, self.path)
 
     def committed_records(self) -> int:
@@ -105,7 +114,7 @@ class OutputPrefix:
         replica returns a record's rows together)."""
         from batchgen.core.identity import ROW_KEY
 
-        folder = self._file(CHECKPOINT_DIR)
+        folder = self.checkpoint_path
         if not self.fs.exists(folder):
             return 0
         files = [f for f in self.fs.find(folder) if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)]
@@ -153,12 +162,15 @@ class OutputPrefix:
         self._write(JOB_FILE, manifest.to_json() | ({"records": records} if records is not None else {}))
 
     def write_stats(self, stats: JobStats) -> None:
+        """`_stats.json`."""
         self._write(STATS_FILE, stats.to_json())
 
     def write_success(self) -> None:
+        """`_SUCCESS`, the marker of a job that succeeded (written last)."""
         self._write(SUCCESS_FILE)
 
     def read_stats(self) -> JobStats:
+        """`_stats.json` as written."""
         return JobStats.from_json(json.loads(self.fs.cat_file(self._file(STATS_FILE))))
 
     def read_manifest(self) -> dict | None:
@@ -169,6 +181,7 @@ class OutputPrefix:
         return json.loads(self.fs.cat_file(self._file(JOB_FILE)))
 
     def has(self, name: str) -> bool:
+        """Whether the file `name` (`_SUCCESS`, `_stats.json`, ...) is under the prefix."""
         return self.fs.exists(self._file(name))
 
     def scanner(self, columns: list[str], files: list[str] | None = None):
@@ -179,7 +192,7 @@ class OutputPrefix:
         files = self.data_files() if files is None else files
         if not files:
             return None
-        fmt = "json" if _format_of(files[0]) == "jsonl" else "parquet"
+        fmt = "json" if format_of(files[0]) == "jsonl" else "parquet"
         dataset = pads.dataset(files, filesystem=arrow_fs(self.fs), format=fmt)
         # Outputs of an earlier version lack the newer columns: read what is there.
         return dataset.scanner(columns=None if columns is None else [c for c in columns if c in dataset.schema.names])
@@ -210,33 +223,11 @@ class OutputPrefix:
         return RowCounts.of(scanner.to_batches()) if scanner else RowCounts()
 
     def arrow_fs(self):
+        """The prefix's filesystem as a pyarrow one, staging local data files (`storage.arrow_fs`)."""
         return arrow_fs(self.fs)
 
-    def checkpoint_config(self):
-        """Ray Data's row-level checkpoint for this prefix, keyed by the output's `id` column."""
-        from ray.data.checkpoint import CheckpointConfig
-
-        from batchgen.core.identity import ROW_KEY
-
-        config = CheckpointConfig(
-            id_column=ROW_KEY,
-            checkpoint_path=self._file(CHECKPOINT_DIR),
-            override_filesystem=arrow_fs(self.fs),
-            # Kept after success too: it is what makes a rerun of a finished job a no-op instead of a redo.
-            delete_checkpoint_on_success=False,
-        )
-        # Filtering committed ids is cheap; Ray's default pool of up to 10 filter actors would take CPU slots
-        # the readers and replicas need.
-        config.checkpoint_actor_pool_max_size = 1
-        return config
-
-    @staticmethod
-    def filename_provider(extension: str):
-        """Data files named `part-<write id>-<task>.<ext>`: `.jsonl` for JSON Lines (Ray would say `.json`)."""
-        from ray.data.datasource import FilenameProvider
-
-        class PartNames(FilenameProvider):
-            def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-                return f"part-{write_uuid}-{task_index:06d}.{extension}"
-
-        return PartNames()
+    @property
+    def checkpoint_path(self) -> str:
+        """The folder of Ray Data's checkpoint under the prefix (`_checkpoint/`; its config is
+        `batchgen.cluster.ray_io.checkpoint_config`)."""
+        return self._file(CHECKPOINT_DIR)

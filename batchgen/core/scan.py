@@ -1,7 +1,7 @@
 """The input scan: one pass over the whole input before any record runs, for what no single batch can
 know: which rows reuse an id (a later use is a `duplicate_id` error row), and the passthrough columns and
 types every output file will share. `run` scans with Ray Data, `validate` in-process; both read through
-`storage.read_stream` in scan mode, which yields only ids, locations and types (Parquet: the `id` column
+`reading.read_stream` in scan mode, which yields only ids, locations and types (Parquet: the `id` column
 and the file's schema), so the scan is cheap next to generation.
 """
 
@@ -17,16 +17,17 @@ from batchgen.core.identity import DuplicateFinder
 from batchgen.core.passthrough import Passthrough, PassthroughTypes
 from batchgen.record.contract import RecordError
 from batchgen.record.rows import OUTPUT_FIELDS
-from batchgen.core.storage import BUDGETED, INDEX, SOURCE, TYPES, InputSet
+from batchgen.core.reading import BUDGETED, INDEX, SOURCE, TYPES
+from batchgen.core.storage import InputSet
 
 
 @dataclass(frozen=True)
 class ScanResult:
-    """`duplicates`: (file, number) of every later use of an id -> its error; `passthrough`: the prefix's
+    """`duplicate_errors`: (file, number) of every later use of an id -> its error; `passthrough`: the prefix's
     passthrough columns; `records`: how many input rows there are; `budgeted`: whether any record sets
     `max_thinking_tokens` (the replicas register the budget processor only then, or for the defaults')."""
 
-    duplicates: dict[tuple[str, int], RecordError]
+    duplicate_errors: dict[tuple[str, int], RecordError]
     passthrough: Passthrough
     records: int
     budgeted: bool = False
@@ -50,4 +51,4 @@ def scan(inputs: InputSet, blocks: Iterable[pa.Table]) -> ScanResult:
                 schemas.append(((rank[sources[i]], numbers[i]), pa.ipc.read_schema(pa.py_buffer(serialized))))
     for _, schema in sorted(schemas, key=lambda item: item[0]):
         types.add(schema)
-    return ScanResult(finder.duplicates(), Passthrough.build(types, OUTPUT_FIELDS), records, budgeted)
+    return ScanResult(finder.duplicate_errors(), Passthrough.build(types, OUTPUT_FIELDS), records, budgeted)

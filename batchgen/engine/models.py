@@ -59,6 +59,21 @@ def engine_defaults(model: ModelSpec, path: str, on_cpu: bool) -> dict:
     return defaults
 
 
+def engine_arguments(model: ModelSpec, path: str, profile: ReasoningProfile, engine: dict, on_cpu: bool,
+                     logits_processor: str | None) -> dict:
+    """The keyword arguments of vLLM's `AsyncEngineArgs` for one replica of `model` at `path` (resolved):
+    batchgen's defaults (`engine_defaults`), the profile's vLLM reasoning parser, then the job's `engine`
+    section, which wins; the model's path, revision and remote-code setting always come from `model`.
+    `logits_processor` (a qualified name, or None) is registered after the job's own processors: only for
+    jobs with budgets, as any custom processor makes vLLM's V1 runner copy every request's output ids to
+    the host each step (`gpu_model_runner.py`, `logitsprocs_need_output_token_ids`: a sync point under
+    GPU async scheduling). Imports no vLLM."""
+    parser = {"reasoning_parser": profile.vllm_reasoning_parser} if profile.vllm_reasoning_parser else {}
+    return {**engine_defaults(model, path, on_cpu), **parser, **engine, "model": path, "revision": model.revision,
+            "trust_remote_code": model.trust_remote_code,
+            "logits_processors": [*engine.get("logits_processors", []), *([logits_processor] if logits_processor else [])]}
+
+
 def context_length(model: ModelSpec, path: str, engine: dict) -> int:
     """The max_model_len the engine will use: the job's, else the model's own."""
     if "max_model_len" in engine:

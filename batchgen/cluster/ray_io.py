@@ -1,0 +1,67 @@
+"""Ray Data's side of the job's files: the datasource that reads input files as batchgen's blocks
+(`ray_dataset`), and an output prefix's Ray pieces, its row-level checkpoint (`checkpoint_config`) and
+its data files' names (`filename_provider`).
+
+The blocks themselves are `batchgen.core.reading`'s (the same ones `batchgen validate` reads in-process),
+the prefix's layout is `batchgen.core.prefix`'s, and the filesystems are `batchgen.core.storage`'s: this
+module only hands them to Ray. Ray is imported when these are called, not when this module is.
+"""
+
+from __future__ import annotations
+
+import fsspec
+
+from batchgen.core import reading
+from batchgen.core.identity import ROW_KEY
+from batchgen.core.prefix import OutputPrefix
+from batchgen.core.storage import InputSet, arrow_fs
+
+
+def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicate_places: frozenset = frozenset(),
+                scan: bool = False):
+    """A Ray Dataset over the input files (streamed: nothing is materialized on the driver): Ray does the
+    file listing, splitting and scheduling, `reading.read_stream` makes the blocks (records or scan mode;
+    `duplicate_places` as in `identity.row_ids`)."""
+    import ray.data
+    from ray.data.datasource import FileBasedDatasource
+
+    class RecordsDatasource(FileBasedDatasource):
+        def _read_stream(self, f, path):
+            # Looked up on the module at each read: the benchmarks' worker hook wraps it (`benchmarks.standin`).
+            yield from reading.read_stream(f, path, inputs.format, inputs.names, duplicate_places, scan)
+
+        def _open_input_source(self, filesystem, path, **open_args):
+            # Raw bytes, always: `read_stream` decompresses, the same way `batchgen validate` reads.
+            return filesystem.open_input_file(path)
+
+    return ray.data.read_datasource(RecordsDatasource(inputs.files, filesystem=arrow_fs(fs)))
+
+
+def checkpoint_config(prefix: OutputPrefix):
+    """Ray Data's row-level checkpoint for this prefix, in its `_checkpoint/` folder, keyed by the output's
+    `id` column."""
+    from ray.data.checkpoint import CheckpointConfig
+
+    config = CheckpointConfig(
+        id_column=ROW_KEY,
+        checkpoint_path=prefix.checkpoint_path,
+        override_filesystem=prefix.arrow_fs(),
+        # Kept after success too: it is what makes a rerun of a finished job a no-op instead of a redo.
+        delete_checkpoint_on_success=False,
+    )
+    # Filtering committed ids is cheap; Ray's default pool of up to 10 filter actors would take CPU slots
+    # the readers and replicas need.
+    config.checkpoint_actor_pool_max_size = 1
+    return config
+
+
+def filename_provider(extension: str):
+    """Ray Data's names for a prefix's data files, `part-<write id>-<task>.<ext>`: `.jsonl` for JSON Lines
+    (Ray would say `.json`). The names depend on the extension only, not on the prefix."""
+    from ray.data.datasource import FilenameProvider
+
+    class PartNames(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{write_uuid}-{task_index:06d}.{extension}"
+
+    return PartNames()

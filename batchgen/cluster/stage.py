@@ -1,0 +1,167 @@
+"""The job's Ray actors: the Ray Data actor stage that hosts one replica (`GenerateStage`), the progress
+actor every replica reports to (`progress_actor`), and the driver's loop that reads it (`watch`).
+
+A stage decodes its block (`batchgen.core.blocks`), runs the records through the replica's record pool
+(`batchgen.core.flow`), and writes a record that ran through `ENGINE_MAX_CRASHES` engine deaths as an
+error row; the progress actor keeps the job's shared tally and ledgers (`batchgen.core.stats`,
+`batchgen.core.ledger`), so the early stop (`TooManyErrors`) and the crash counts hold across replicas.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from batchgen.core.blocks import assemble, decode, gather
+from batchgen.core.flow import EngineDied, RecordPool
+from batchgen.core.ledger import CrashLedger, HandedOut
+from batchgen.core.passthrough import Passthrough
+from batchgen.core.stats import Tally
+from batchgen.record.contract import RecordError
+from batchgen.record.rows import error_row
+from batchgen.spec.job import JobSpec
+from batchgen.views.progress import Snapshot
+
+ENGINE_MAX_CRASHES = 3  # engine deaths a record may run through before it is written as an error row
+
+
+class TooManyErrors(RuntimeError):
+    """Raised in a replica to stop the job early: the share of failed records passed errors.max_fraction."""
+
+
+class ReplicaLike(Protocol):
+    """What hosts the engine in a stage: `submit(records, ids) -> futures of rows`, `model_name`, `close()`
+    (`batchgen.engine.replica.Replica`; tests and benchmarks hand a stand-in)."""
+
+    model_name: str
+
+    def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
+        """Starts each record; its Future resolves to its row, or raises `EngineDied`."""
+
+    def close(self) -> None:
+        """Stops the engine."""
+
+
+class GenerateStage:
+    """A Ray Data actor hosting one replica. Each call puts its batch's records into the replica's pool and
+    returns as many rows as it put in, of whichever records finished first (`batchgen.core.flow`), so the
+    engine's load is set by records in flight, not by batches, and no long record holds a batch back."""
+
+    def __init__(self, spec_json: str, progress, duplicate_errors, passthrough: dict, budgeted: bool,
+                 replica_factory):
+        spec = JobSpec.model_validate_json(spec_json)
+        self.replica = replica_factory(spec, budgeted)
+        progress.ready.remote(time.time())
+        self.progress = progress
+        self.duplicate_errors = duplicate_errors
+        self.passthrough = Passthrough.from_json(passthrough)
+        self.openai_input = spec.input.format == "openai"
+        self.pool = RecordPool()
+        # Records that were running when an engine died run one at a time, so the one that kills the
+        # engine is found and, after ENGINE_MAX_CRASHES deaths, written as an error row instead of looping.
+        self.suspects = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgen-suspects")
+
+    def __call__(self, block):
+        import ray
+
+        batch = decode(block, self.passthrough, self.duplicate_errors, openai=self.openai_input)
+        model = self.replica.model_name
+        added = 0
+        fresh = []
+        for i, (crashes, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
+            if handed_out:  # a retried batch: another call of the replica that died already returned this row
+                continue
+            added += 1
+            if isinstance(batch.records[i], RecordError):
+                self.pool.add([error_row(batch.ids[i], model, batch.records[i])], (batch, i))
+            elif crashes >= ENGINE_MAX_CRASHES:
+                error = RecordError("engine_crash", f"the engine died {crashes} times while this record ran")
+                self.pool.add([error_row(batch.ids[i], model, error)], (batch, i))
+            elif crashes:
+                self.pool.submit(self.suspects.submit(self._alone, batch.records[i], batch.ids[i]), (batch, i))
+            else:
+                fresh.append(i)
+        for i, future in zip(fresh, self.replica.submit([batch.records[i] for i in fresh], [batch.ids[i] for i in fresh])):
+            self.pool.submit(future, (batch, i))
+        try:
+            taken = self.pool.take(added)
+        except EngineDied:
+            # Only a new process can host a new engine: Ray restarts this actor and retries its batches.
+            os._exit(1)
+        rows, columns = gather(taken)
+        verdict = ray.get(self.progress.taken.remote(
+            [record_rows[0]["id"] for record_rows, _ in taken], len(rows), sum(r["error"] is not None for r in rows),
+            sum(r["completion_tokens"] for r in rows)))
+        if verdict:  # stop the job instead of burning GPU hours on a broken input
+            raise TooManyErrors(verdict)
+        return assemble(rows, columns, self.passthrough)
+
+    def _alone(self, record: dict, rid: str) -> list[dict]:
+        return self.replica.submit([record], [rid])[0].result()
+
+
+def progress_actor(max_fraction: float, min_records: int):
+    """Starts the job's progress actor (no CPU slot): its tally judges the early stop with `max_fraction`
+    and `min_records` (`errors` in the spec)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Progress:
+        """The job's shared counters (`stats.Tally`) and ledgers (`ledger.CrashLedger`, `HandedOut`), for
+        replicas in other processes: two round trips per batch."""
+
+        def __init__(self):
+            self.tally = Tally(max_fraction, min_records)
+            self.ledger = CrashLedger()
+            self.handed_out = HandedOut()
+
+        def begin(self, ids: list[str]) -> list[tuple[int, bool]]:
+            """Per record: the engine deaths it ran through, and whether its row was already handed out
+            (then it is not begun: it must not run again)."""
+            handed = [rid in self.handed_out for rid in ids]
+            crashes = self.ledger.begin([rid for rid, done in zip(ids, handed) if not done])
+            counts = iter(crashes)
+            return [(0, True) if done else (next(counts), False) for done in handed]
+
+        def new_pass(self) -> None:
+            """Forgets the handed-out ids: a pass runs only what the checkpoint has not committed, so an id
+            handed out in an earlier pass whose block never reached the writer (its replica died between
+            handing it out and returning) must run again, not be skipped for good."""
+            self.handed_out = HandedOut()
+
+        def ready(self, at: float) -> None:
+            """A replica's engine is up (the first one starts the generation clock)."""
+            self.tally.ready(at)
+
+        def taken(self, ids: list[str], rows: int, errors: int, tokens: int) -> str:
+            """Records (`ids`) whose rows a replica handed to the writer, with their error rows and tokens;
+            returns the early-stop verdict ("" to go on)."""
+            self.ledger.end(ids)
+            self.handed_out.add(ids)
+            return self.tally.add(len(ids), rows, errors, tokens)
+
+        def snapshot(self) -> Tally:
+            """The tally so far."""
+            return self.tally
+
+    return Progress.remote()
+
+
+def watch(progress, started: float, total: int, done_before: int, report: Callable[[Snapshot], None],
+          stop: threading.Event, every: float = 2.0) -> None:
+    """Reports a progress snapshot every `every` seconds until `stop` is set, and once more then (a driver
+    thread's loop over the progress actor)."""
+    import ray
+
+    while True:
+        stopping = stop.wait(every)
+        tally, now = ray.get(progress.snapshot.remote()), time.time()
+        report(Snapshot(records=tally.records, errors=tally.errors, completion_tokens=tally.completion_tokens,
+                        total=total, done_before=done_before, elapsed_s=now - started,
+                        generating_s=None if tally.first_ready is None else now - tally.first_ready))
+        if stopping:  # the job's last snapshot was just reported
+            return

@@ -1,0 +1,188 @@
+"""The distributed job's guarantees on a stand-in engine (`tests/standin.py`): real Ray Data, real actor
+pool, progress actor, checkpoint and writers; no model. Exactly-once output, error rows, engine deaths
+(retried batches, records handed out before a death, a record that kills every engine), the early stop
+and a resume, in seconds instead of the engine tests' minutes (`make test-fast` runs them)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+from batchgen.cluster.pipeline import JobFailed, run
+from batchgen.cluster.stage import ENGINE_MAX_CRASHES
+from batchgen.record.rows import OutputRow
+from batchgen.spec.job import JobSpec
+from tests.standin import MARKERS, MODEL, StandIn
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for this module: a copy of tests/test_pipeline.py's (that module is engine-marked; the
+    fixture belongs in conftest.py). 4 CPU slots, so readers, the checkpoint filter, the replica and
+    writers never wait on each other on a 2-core machine."""
+    import ray
+
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def job(tmp_path, records: list[dict | str], **sections) -> JobSpec:
+    """A spec over `records` (dicts, or raw JSONL lines) written to tmp_path/in.jsonl, out to tmp_path/out."""
+    (tmp_path / "markers").mkdir(exist_ok=True)
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    (tmp_path / "in.jsonl").write_text("".join(line + "\n" for line in lines))
+    spec = {
+        "name": "logic", "model": {"path": "standin"}, "engine": {MARKERS: str(tmp_path / "markers")},
+        "input": {"uri": str(tmp_path / "in.jsonl")}, "output": {"uri": str(tmp_path / "out"), "min_rows_per_file": 4},
+        "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": 4, "records_in_flight": 8},
+        "errors": {"max_fraction": 0.5, "min_records": 100},
+    }
+    for name, section in sections.items():
+        spec[name] = {**spec[name], **section} if isinstance(spec.get(name), dict) else section
+    return JobSpec.model_validate(spec)
+
+
+def rows_of(out) -> list[dict]:
+    files = sorted(p for p in out.iterdir() if p.suffix == ".parquet")
+    return [r for f in files for r in pq.read_table(f).to_pylist()]
+
+
+def assert_exactly_once(out, ids: list[str]) -> dict[str, dict]:
+    """Every id has exactly one row in the committed data files, and no other row is there."""
+    rows = rows_of(out)
+    counts = Counter(r["id"] for r in rows)
+    assert [rid for rid, n in counts.items() if n > 1] == [], "rows written twice"
+    assert sorted(counts) == sorted(ids) and len(rows) == len(ids)
+    return {r["id"]: r for r in rows}
+
+
+def ok(i: int, **fields) -> dict:
+    return {"id": f"r{i}", "prompt": f"say {i}", **fields}
+
+
+def test_every_record_comes_out_exactly_once_with_error_rows_for_bad_ones(tmp_path, ray_cluster):
+    good = [ok(i) for i in range(14)]
+    good[1]["meta"], good[1]["tags"] = {"split": "a", "n": 1}, ["x"]  # passthrough fields, absent from the rest
+    good[6]["meta"] = {"split": "b", "n": 2}
+    bad = [
+        "{not json",  # line 15: no id, file:line
+        json.dumps({"id": "hot", "prompt": "x", "temperature": -1}),
+        json.dumps({"id": "empty", "messages": []}),
+        json.dumps({"id": "none"}),
+        json.dumps({"id": "r3", "prompt": "again"}),  # line 19: r3 again, a duplicate
+    ]
+    spec = job(tmp_path, [*good, *bad])
+    stats = run(spec, replica_factory=StandIn)
+    out = tmp_path / "out"
+    rows = assert_exactly_once(out, [f"r{i}" for i in range(14)] + ["in.jsonl:15", "hot", "empty", "none", "r3@in.jsonl:19"])
+    for i in range(14):
+        assert rows[f"r{i}"]["error"] is None and rows[f"r{i}"]["content"] == f"echo: say {i}"
+        assert rows[f"r{i}"]["model"] == MODEL
+    codes = {rid: (r["error"] or "").split(":")[0] for rid, r in rows.items() if r["error"]}
+    assert codes == {"in.jsonl:15": "invalid_json", "hot": "out_of_range", "empty": "empty_messages",
+                     "none": "missing_prompt", "r3@in.jsonl:19": "duplicate_id"}
+    assert all(rows[rid]["finish_reason"] == "error" for rid in codes)
+    assert rows["r1"]["meta"] == {"split": "a", "n": 1} and rows["r1"]["tags"] == ["x"]
+    assert rows["r6"]["meta"] == {"split": "b", "n": 2} and rows["r6"]["tags"] is None and rows["r0"]["meta"] is None
+    for row in rows.values():
+        OutputRow.model_validate({k: row[k] for k in OutputRow.model_fields})
+    written = json.loads((out / "_stats.json").read_text())
+    assert written == stats.to_json()
+    assert (written["records"], written["ok"], written["errors"], written["skipped_already_done"]) == (19, 14, 5, 0)
+    assert (out / "_SUCCESS").exists() and len([p for p in out.iterdir() if p.suffix == ".parquet"]) > 1
+    # Run again: already complete, nothing rewritten.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix == ".parquet"}
+    assert run(spec, replica_factory=StandIn).already_complete
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix == ".parquet"} == mtimes
+    # Another spec or another input onto this output: refused, nothing added.
+    with pytest.raises(JobFailed, match=r"holds results of a different spec \(changed: defaults\)"):
+        run(job(tmp_path, [*good, *bad], defaults={"max_tokens": 5}), replica_factory=StandIn)
+    with pytest.raises(JobFailed, match=r"holds results for another input"):
+        run(job(tmp_path, good), replica_factory=StandIn)
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix == ".parquet"} == mtimes
+
+
+def test_an_engine_death_mid_job_loses_no_record_and_writes_none_twice(tmp_path, ray_cluster):
+    # Slow and fast records mixed, so that when r5's engine dies (1 s in) other batches are in flight and
+    # rows of the dying replica's records were already handed out by other calls: Ray Data retries the
+    # dead replica's batches, whose handed-out records must not run again, and a later pass runs the
+    # records no retried batch holds.
+    records = [ok(i, delay=0.6 if i % 3 == 0 else 0.05) for i in range(24)]
+    records[5] = ok(5, delay=1.0, die="once")
+    stats = run(job(tmp_path, records), replica_factory=StandIn)
+    assert (tmp_path / "markers" / "r5").exists(), "the engine never died"
+    rows = assert_exactly_once(tmp_path / "out", [f"r{i}" for i in range(24)])
+    assert [rid for rid, r in rows.items() if r["error"]] == [], "no record pays for one engine death"
+    assert rows["r5"]["content"] == "echo: say 5"
+    assert (stats.records, stats.rows, stats.errors) == (24, 24, 0) and (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_a_record_that_kills_every_engine_becomes_an_engine_crash_row(tmp_path, ray_cluster):
+    # After ENGINE_MAX_CRASHES deaths the killer is written as an error row instead of killing replicas
+    # forever. (A second pass may be needed: a call returns whichever records finished, so the killer's
+    # batch can end without it.) Records in flight beside it may be blamed too: see the xfail below.
+    records = [ok(i) for i in range(6)]
+    records[2] = ok(2, delay=0.3, die="always")
+    # One failed record of six is more than errors.max_fraction 0.1: the job fails at the end (too few
+    # records for the early stop), with every row and the stats written, and no _SUCCESS.
+    with pytest.raises(JobFailed, match=r"more than errors.max_fraction 0.1"):
+        run(job(tmp_path, records, scaling={"batch_size": 1, "records_in_flight": 2}, errors={"max_fraction": 0.1}),
+            replica_factory=StandIn)
+    rows = assert_exactly_once(tmp_path / "out", [f"r{i}" for i in range(6)])
+    assert rows["r2"]["error"] == f"engine_crash: the engine died {ENGINE_MAX_CRASHES} times while this record ran"
+    assert rows["r2"]["finish_reason"] == "error"
+    for i in (0, 1, 3, 4, 5):
+        assert rows[f"r{i}"]["content"] == f"echo: say {i}" or rows[f"r{i}"]["error"].startswith("engine_crash: ")
+    stats = json.loads((tmp_path / "out" / "_stats.json").read_text())
+    assert stats["records"] == 6 and set(stats["errors_by_code"]) == {"engine_crash"}
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="an innocent record in an engine killer's batch is blamed for its deaths: "
+                   "suspects queued behind the killer (or finished alone but not yet handed out) count every death")
+def test_a_record_sharing_a_batch_with_an_engine_killer_is_answered(tmp_path, ray_cluster):
+    # r3 shares r2's batch: both were running at the first death, so both run alone after it ("the one that
+    # kills the engine is found"). Only r2 may end as engine_crash; r3 never killed anything.
+    # r3 is slower than r2, so it is still running at r2's first death (a real engine loses every request).
+    records = [ok(0), ok(1), ok(2, delay=0.1, die="always"), ok(3, delay=1.0)]
+    run(job(tmp_path, records, scaling={"batch_size": 2, "records_in_flight": 2}, errors={"max_fraction": 0.9}),
+        replica_factory=StandIn)
+    rows = assert_exactly_once(tmp_path / "out", [f"r{i}" for i in range(4)])
+    assert rows["r2"]["error"].startswith("engine_crash: ")
+    assert rows["r3"]["error"] is None, rows["r3"]["error"]
+
+
+def test_a_broken_input_stops_the_job_early(tmp_path, ray_cluster):
+    records = [{"id": f"bad-{i}", "prompt": "x", "temperature": -1} for i in range(40)] + [ok(i) for i in range(8)]
+    spec = job(tmp_path, records, errors={"max_fraction": 0.5, "min_records": 4})
+    with pytest.raises(JobFailed, match=r"stopped early: \d+ of the first \d+ rows failed, more than "
+                       r"errors.max_fraction 0.5\. See the error rows by code with `batchgen inspect "):
+        run(spec, replica_factory=StandIn)
+    out = tmp_path / "out"
+    stats = json.loads((out / "_stats.json").read_text())
+    assert stats["records"] < 48 and not (out / "_SUCCESS").exists()
+    # what was written before the stop is whole: each id at most once, every row an error or an answer
+    counts = Counter(r["id"] for r in rows_of(out))
+    assert max(counts.values(), default=1) == 1 and sum(counts.values()) == stats["rows"]
+
+
+def test_a_resumed_job_redoes_only_the_lost_records_exactly_once(tmp_path, ray_cluster):
+    records = [ok(i) for i in range(10)]
+    spec = job(tmp_path, records, scaling={"batch_size": 2, "records_in_flight": 2}, output={"min_rows_per_file": 2})
+    run(spec, replica_factory=StandIn)
+    out = tmp_path / "out"
+    data = sorted(out.glob("part-*.parquet"))
+    assert len(data) >= 3
+    # As if the job had been killed before that data file and its checkpoint entry were committed.
+    lost = pq.read_table(data[1], columns=["id"]).column("id").to_pylist()
+    (out / "_SUCCESS").unlink()
+    data[1].unlink()
+    (out / "_checkpoint" / (data[1].name.rsplit("-", 1)[0] + ".parquet")).unlink()
+    stats = run(spec, replica_factory=StandIn)
+    assert (stats.skipped_already_done, stats.records, stats.rows, stats.errors) == (10 - len(lost), 10, 10, 0)
+    assert_exactly_once(out, [f"r{i}" for i in range(10)])
+    assert (out / "_SUCCESS").exists()
