@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchgen.core.prefix import Manifest, OutputPrefix
+from batchgen.core.stats import JobStats
+from batchgen.core.storage import InputSet, open_fs
 from batchgen.record.contract import RecordError
 from batchgen.record.rows import OUTPUT_SCHEMA, answer_row, error_row
 from batchgen.spec.job import JobSpec
-from batchgen.core.stats import JobStats
-from batchgen.core.storage import InputSet, open_fs
 
 MODEL = "toy:nemotron-h"
 

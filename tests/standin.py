@@ -1,4 +1,4 @@
-"""A deterministic stand-in replica for the pipeline-logic tests (`tests/test_pipeline_logic.py`): no model,
+"""A deterministic stand-in replica for the pipeline-logic tests (`tests/cluster/test_stage.py`): no model,
 no vLLM, only the record contract and the row contract. A job gets it as its replica factory
 (`run(spec, replica_factory=StandIn)`); everything else runs for real (Ray Data, the actor pool, the
 progress actor and its ledgers, checkpointing, writers).

@@ -1,5 +1,5 @@
 """Stop strings matched on the answer only, on a byte vocabulary (pure; the engine side is in
-tests/test_replica.py)."""
+tests/engine/test_replica.py)."""
 
 from batchgen.record.stops import AnswerStops
 

@@ -2,7 +2,12 @@
 
 import pytest
 
-from batchgen.record.budget import BudgetPlan, BudgetTracker, budget_close, line_break_token_ids
+from batchgen.record.budget import (
+    BudgetPlan,
+    BudgetTracker,
+    budget_close,
+    line_break_token_ids,
+)
 
 NL, END, DOT, WORD = 10, 99, 5, 1
 LINE_BREAKS = {NL}

@@ -11,8 +11,16 @@ import pytest
 from batchgen.record.budget import BudgetSpec
 from batchgen.record.contract import RecordFields
 from batchgen.spec import placement
-from batchgen.spec.job import (ErrorsSpec, JobSpec, OutputSpec, ScalingSpec, SpecError, apply_override, load_spec,
-                               parse_spec)
+from batchgen.spec.job import (
+    ErrorsSpec,
+    JobSpec,
+    OutputSpec,
+    ScalingSpec,
+    SpecError,
+    apply_override,
+    load_spec,
+    parse_spec,
+)
 
 MINIMAL = {"name": "j", "model": {"path": "toy:nemotron-h"}, "input": {"uri": "in.jsonl"}, "output": {"uri": "out/"}}
 

@@ -7,7 +7,7 @@ import pytest
 
 from batchgen.record.contract import normalize
 from batchgen.record.sweep import ForkWatch, sweep_order
-from tests.test_budget import END, LINE_BREAKS, NL, WORD, plan, run
+from tests.record.test_budget import END, LINE_BREAKS, NL, WORD, plan, run
 
 
 def forks_of(budgets, model_tokens, **kw):

@@ -2,9 +2,14 @@
 
 import pytest
 
-from batchgen.record.profiles import PROFILES, UnsupportedMode, detect_profile, flag_mode
-from batchgen.record.prompting import PromptBuilder
 from batchgen.record.contract import RecordFields, normalize
+from batchgen.record.profiles import (
+    PROFILES,
+    UnsupportedMode,
+    detect_profile,
+    flag_mode,
+)
+from batchgen.record.prompting import PromptBuilder
 from batchgen.spec.job import BudgetSpec
 from batchgen.toy import corpus
 from tests.conftest import TEST_GRACE

@@ -8,8 +8,8 @@ import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
-from batchgen.record.budget import BudgetPlan
 from batchgen.engine.budget_processor import BudgetRows
+from batchgen.record.budget import BudgetPlan
 
 NL, END, DOT, WORD, VOCAB = 10, 99, 5, 1, 128
 

@@ -21,9 +21,9 @@ import yaml
 
 from batchgen.core.prefix import data_files
 from batchgen.toy import corpus
+from tests import ROOT
 from tests.conftest import TEST_ENGINE
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.engine, pytest.mark.recovery]
 
 

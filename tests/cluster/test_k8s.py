@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -15,8 +14,8 @@ from typer.testing import CliRunner
 from batchgen.cli.app import app
 from batchgen.cluster.k8s import render, render_yaml
 from batchgen.spec.job import load_spec, parse_spec
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT.parent / "shared" / "kuberay" / "ray.io_rayjobs.yaml"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 

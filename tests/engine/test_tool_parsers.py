@@ -1,5 +1,5 @@
 """Tool calls per reasoning profile, on recorded answers (pure: vLLM's parsers need only a tokenizer, and
-the toy model writes Nemotron's format alone, which tests/test_samples.py runs end to end). The texts are
+the toy model writes Nemotron's format alone, which tests/engine/test_samples.py runs end to end). The texts are
 the formats the families' chat templates teach: Qwen3's `<tool_call>` JSON (Hermes style) and DeepSeek-R1's
 V3 markers."""
 

@@ -13,6 +13,7 @@ from batchgen.views import report
 from tests.browser import render_in_chromium
 from tests.prefixes import MODEL, ROWS, write_prefix
 
+
 def figures(page: str) -> list[tuple[list, dict]]:
     """The (data, layout) of every plotly figure in the page, as the page hands them to plotly.js."""
     decoder, found = json.JSONDecoder(), []

@@ -5,17 +5,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from tests.browser import render_in_chromium
 from typer.testing import CliRunner
 
 from batchgen.cli.app import app
+from tests import ROOT
+from tests.browser import render_in_chromium
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "jobs" / "demo.yaml"
 runner = CliRunner()
 

@@ -18,18 +18,6 @@ from batchgen.spec.job import JobSpec
 from tests.standin import MARKERS, MODEL, StandIn
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray for this module: a copy of tests/test_pipeline.py's (that module is engine-marked; the
-    fixture belongs in conftest.py). 4 CPU slots, so readers, the checkpoint filter, the replica and
-    writers never wait on each other on a 2-core machine."""
-    import ray
-
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def job(tmp_path, records: list[dict | str], **sections) -> JobSpec:
     """A spec over `records` (dicts, or raw JSONL lines) written to tmp_path/in.jsonl, out to tmp_path/out."""
     (tmp_path / "markers").mkdir(exist_ok=True)

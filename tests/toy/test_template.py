@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from batchgen.record.profiles import PROFILES, ConversationError
 from batchgen.record.contract import Request, normalize
+from batchgen.record.profiles import PROFILES, ConversationError
 from batchgen.toy.build import TEMPLATE
 from batchgen.toy.corpus import TOOLS
 

@@ -1,15 +1,13 @@
 """The JSON Schemas in schemas/ are the ones the code generates, and they accept what batchgen accepts."""
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
 from batchgen.spec.schemas import FILES, schema_text
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests import ROOT
 
 
 @pytest.mark.parametrize("kind", sorted(FILES))

@@ -1,5 +1,5 @@
 """OpenAI Batch API lines in and out (pure logic; the job that reads and writes them runs in
-tests/test_pipeline.py). Output lines are read back with the `openai` package's own types."""
+tests/cluster/test_pipeline.py). Output lines are read back with the `openai` package's own types."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from openai.types import BatchError
 from openai.types.chat import ChatCompletion
 
-from batchgen.record.openai_batch import output_line, output_lines, record_of
 from batchgen.record.contract import RecordError, normalize
+from batchgen.record.openai_batch import output_line, output_lines, record_of
 from batchgen.record.rows import answer_row, error_row
 
 

@@ -12,7 +12,7 @@ def test_values_vllm_refuses_become_invalid_value_rows_naming_the_parameter():
     from batchgen.engine.shaping import refused
 
     assert not isinstance(VLLMValidationError("x"), ValueError)  # why the replica catches it by name
-    # vLLM's own exception carries what `refused` reads (the rest of its rules: tests/test_shaping.py).
+    # vLLM's own exception carries what `refused` reads (the rest of its rules: tests/engine/test_shaping.py).
     named = refused(VLLMValidationError("must be non-negative.", parameter="temperature", value=-1.0))
     assert str(named) == "invalid_value: temperature: must be non-negative. (got -1.0)"
     unnamed = refused(VLLMValidationError("The decoder prompt (length 9) is longer than the maximum model length of 8."))
