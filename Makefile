@@ -30,7 +30,7 @@ test: setup toy-model browser
 	$(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not engine"
+	$(PY) -m pytest -q -m "not engine and not nodes"
 
 # The demo job: the toy model over jobs/demo-prompts.jsonl, results in out/demo/.
 demo: setup toy-model

@@ -21,6 +21,7 @@ stage and the progress actor are `stage`; Ray's datasource, checkpoint and file 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 import time
@@ -31,13 +32,14 @@ from batchgen.cluster.ray_io import checkpoint_config, filename_provider, ray_da
 from batchgen.cluster.stage import GenerateStage, ReplicaLike, progress_actor, watch
 from batchgen.core.blocks import schema
 from batchgen.core.passthrough import Passthrough
-from batchgen.core.prefix import BATCH_OUTPUT, Manifest, OutputPrefix, PrefixRefused
+from batchgen.core.prefix import BATCH_OUTPUT, CommittedRecords, Manifest, OutputPrefix, PrefixRefused
 from batchgen.core.scan import ScanResult, scan
 from batchgen.core.stats import JobStats
 from batchgen.core.storage import InputSet, open_fs
 from batchgen.engine import placement
 from batchgen.record.openai_batch import dumps, output_lines
 from batchgen.spec.job import JobSpec
+from batchgen.spec.placement import cluster_need
 from batchgen.views.progress import Snapshot
 
 __all__ = ["ENGINE_ENV", "JobFailed", "ReplicaLike", "run", "vllm_replica"]
@@ -61,17 +63,18 @@ def vllm_replica(spec: JobSpec, budgeted: bool) -> ReplicaLike:
     return Replica(spec.model, engine, spec.budget, spec.defaults, budget_processor=budgeted, seed=spec.seed)
 
 
-def _init_ray(actor_logs: bool) -> None:
+def _init_ray(actor_logs: bool, scaling) -> None:
     import ray
 
     if not ray.is_initialized():
         # RAY_ADDRESS, when set, names the cluster; otherwise a local Ray is started for this job ("local":
-        # never a stray cluster that happens to run on this machine). A local Ray gets at least 4 CPU slots:
-        # reader tasks, the checkpoint filter, replicas and writers each hold one, and on a 2-core machine
-        # they would wait on each other forever; the replicas' real work is the engine's, not the slot's.
+        # never a stray cluster that happens to run on this machine). A local Ray gets the CPU slots the job
+        # holds at once (`spec.placement.cluster_need`: its replicas', the checkpoint filter's, its tasks'), at
+        # least 4: on a 2-core machine readers, the filter, replicas and writers would otherwise wait on each
+        # other forever; the replicas' real work is the engine's, not the slot's.
         address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address or "local", num_cpus=None if address else max(4, os.cpu_count() or 1),
-                 log_to_driver=actor_logs)
+        slots = max(4, os.cpu_count() or 1, math.ceil(cluster_need(scaling)["CPU"]))
+        ray.init(address=address or "local", num_cpus=None if address else slots, log_to_driver=actor_logs)
 
 
 @contextmanager
@@ -119,7 +122,7 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
     prefix.write_manifest(manifest)
     if spec.model.path == TOY_MODEL:
         resolve_path(TOY_MODEL)  # built once here, not by every replica at the same time
-    _init_ray(actor_logs)
+    _init_ray(actor_logs, spec.scaling)
     stop, watcher = threading.Event(), None
     with _data_context() as context:
         progress = progress_actor(spec.errors.max_fraction, spec.errors.min_records)
@@ -127,8 +130,8 @@ def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_c
         scanned = scan(inputs, ray_dataset(in_fs, inputs, scan=True).iter_batches(batch_size=None, batch_format="pyarrow"))
         prefix.write_manifest(manifest, scanned.records)
         if report:
-            watcher = threading.Thread(target=watch, args=(progress, started, scanned.records, skipped, report, stop),
-                                       daemon=True)
+            watcher = threading.Thread(target=watch, daemon=True, args=(
+                progress, CommittedRecords(prefix).count, spec.scaling, started, scanned.records, skipped, report, stop))
             watcher.start()
         context.checkpoint_config = checkpoint_config(prefix)
         try:

@@ -24,9 +24,11 @@ from batchgen.core.stats import Tally
 from batchgen.record.contract import RecordError
 from batchgen.record.rows import error_row
 from batchgen.spec.job import JobSpec
+from batchgen.spec.placement import shortfall
 from batchgen.views.progress import Snapshot
 
 ENGINE_MAX_CRASHES = 3  # engine deaths a record may run through before it is written as an error row
+UNANSWERED_S = 10.0  # seconds the progress actor may take to answer before the display says the cluster is lost
 
 
 class TooManyErrors(RuntimeError):
@@ -108,6 +110,7 @@ def progress_actor(max_fraction: float, min_records: int):
     """Starts the job's progress actor (no CPU slot): its tally judges the early stop with `max_fraction`
     and `min_records` (`errors` in the spec)."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0)
     class Progress:
@@ -148,20 +151,61 @@ def progress_actor(max_fraction: float, min_records: int):
             """The tally so far."""
             return self.tally
 
-    return Progress.remote()
+    # On the driver's node: an actor elsewhere would die with its node (a plain actor is not restarted) and
+    # take the job with it, while the driver's node going down ends the job anyway.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return Progress.options(scheduling_strategy=here).remote()
 
 
-def watch(progress, started: float, total: int, done_before: int, report: Callable[[Snapshot], None],
-          stop: threading.Event, every: float = 2.0) -> None:
+def watch(progress, committed: Callable[[], int], scaling, started: float, total: int, done_before: int,
+          report: Callable[[Snapshot], None], stop: threading.Event, every: float = 2.0) -> None:
     """Reports a progress snapshot every `every` seconds until `stop` is set, and once more then (a driver
-    thread's loop over the progress actor)."""
+    thread's loop over the progress actor). Records count as done once the output has committed them
+    (`committed()`, all runs'): rows a replica handed out can still be lost with its node. Counting lists
+    the checkpoint, so it runs at most every tenth of the time since the last count took, however many
+    files the checkpoint holds. While the cluster's live nodes cannot hold the job (`scaling`'s need), the
+    snapshot says what it waits for; when the cluster stops answering (its head lost: Ray ends the driver
+    about a minute later, with no word of its own), it says that, what is kept and how to resume."""
     import ray
 
+    def ask() -> tuple[Tally, str]:
+        return ray.get(progress.snapshot.remote()), shortfall(scaling, ray.cluster_resources())
+
+    records, counted_at, count_s, tally, asking = done_before, 0.0, 0.0, Tally(0, 1), None
     while True:
         stopping = stop.wait(every)
-        tally, now = ray.get(progress.snapshot.remote()), time.time()
-        report(Snapshot(records=tally.records, errors=tally.errors, completion_tokens=tally.completion_tokens,
+        if stopping or time.monotonic() - counted_at >= 10 * count_s:
+            counted_at = time.monotonic()
+            records = committed()
+            count_s = time.monotonic() - counted_at
+        # A lost head can hold a call to Ray for a minute or more: the question waits in a thread of its own,
+        # and the display says the cluster is lost while no answer comes.
+        asking = asking or _in_thread(ask)
+        try:
+            tally, waiting = asking.result(timeout=UNANSWERED_S)
+            asking = None
+        except Exception as error:  # no answer in time, or the cluster's own error
+            asking = None if asking.done() else asking
+            waiting = (f"the Ray cluster stopped answering ({type(error).__name__}): if its head is lost this run "
+                       f"ends; what it committed is kept, and the same command run again on a live cluster resumes")
+        now = time.time()
+        report(Snapshot(records=records - done_before, errors=tally.errors, completion_tokens=tally.completion_tokens,
                         total=total, done_before=done_before, elapsed_s=now - started,
-                        generating_s=None if tally.first_ready is None else now - tally.first_ready))
+                        generating_s=None if tally.first_ready is None else now - tally.first_ready, waiting=waiting))
         if stopping:  # the job's last snapshot was just reported
             return
+
+
+def _in_thread(call: Callable) -> Future:
+    """`call()` on a daemon thread (one a stuck call cannot keep the interpreter from exiting, as an
+    executor's thread would)."""
+    future: Future = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as error:  # handed to whoever waits on the future
+            future.set_exception(error)
+
+    threading.Thread(target=target, daemon=True, name="batchgen-cluster-question").start()
+    return future

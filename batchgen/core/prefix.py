@@ -109,19 +109,16 @@ class OutputPrefix:
         return data_files(self.fs, self.path)
 
     def committed_records(self) -> int:
-        """Records Ray Data's checkpoint has committed (their data files are whole and counted): distinct
-        ids, as a record with `n` samples commits `n` rows under its id, all in the same data file (a
-        replica returns a record's rows together)."""
-        from batchgen.core.identity import ROW_KEY
+        """Records Ray Data's checkpoint has committed (their data files are whole and counted)
+        (`CommittedRecords`, read afresh)."""
+        return CommittedRecords(self).count()
 
+    def checkpoint_files(self) -> list[str]:
+        """The committed files of Ray Data's checkpoint (a pending one's data file may not be whole)."""
         folder = self.checkpoint_path
         if not self.fs.exists(folder):
-            return 0
-        files = [f for f in self.fs.find(folder) if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)]
-        if not files:
-            return 0
-        ids = pa.concat_tables([pq.read_table(self.fs.open(f, "rb"), columns=[ROW_KEY]) for f in files]).column(ROW_KEY)
-        return pc.count_distinct(ids).as_py()
+            return []
+        return [f for f in self.fs.find(folder) if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)]
 
     def state(self, manifest: Manifest, allow_changed_spec: bool = False) -> str:
         """"new", "resume" or "done"; raises PrefixRefused when this prefix is another job's."""
@@ -231,3 +228,24 @@ class OutputPrefix:
         """The folder of Ray Data's checkpoint under the prefix (`_checkpoint/`; its config is
         `batchgen.cluster.ray_io.checkpoint_config`)."""
         return self._file(CHECKPOINT_DIR)
+
+
+class CommittedRecords:
+    """Counts the records an output prefix's checkpoint has committed, reading each committed checkpoint
+    file once, so a job's progress can be polled from what reached the output: the sum of each file's
+    distinct ids, as a record's rows (one per sample and budget) are committed together, in one file (a
+    replica returns a record's rows in one block, `batchgen.core.blocks`). Memory: one count per file."""
+
+    def __init__(self, prefix: OutputPrefix):
+        self.prefix = prefix
+        self._counts: dict[str, int] = {}
+
+    def count(self) -> int:
+        """Records committed so far (reads the files committed since the last call)."""
+        from batchgen.core.identity import ROW_KEY
+
+        for name in self.prefix.checkpoint_files():
+            if name not in self._counts:
+                ids = pq.read_table(self.prefix.fs.open(name, "rb"), columns=[ROW_KEY]).column(ROW_KEY)
+                self._counts[name] = pc.count_distinct(ids).as_py()
+        return sum(self._counts.values())

@@ -72,7 +72,12 @@ def engine_config(model: ModelSpec, path: str, profile: ReasoningProfile, engine
     from batchgen.engine.budget_processor import QUALNAME
 
     processor = QUALNAME if budget_processor else None
-    args = vllm.AsyncEngineArgs(**engine_arguments(model, path, profile, engine, current_platform.is_cpu(), processor))
+    arguments = engine_arguments(model, path, profile, engine, current_platform.is_cpu(), processor)
+    if isinstance(arguments.get("structured_outputs_config"), dict):  # as YAML gives it; vLLM wants its dataclass
+        from vllm.config import StructuredOutputsConfig
+
+        arguments["structured_outputs_config"] = StructuredOutputsConfig(**arguments["structured_outputs_config"])
+    args = vllm.AsyncEngineArgs(**arguments)
     config = args.create_engine_config()
     check_model_runner(config, budget_processor)
     return args, config

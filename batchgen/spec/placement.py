@@ -32,3 +32,34 @@ def check(scaling, engine: dict) -> None:
             f"scaling.gpus_per_replica {gpus}: set only scaling.gpus_per_replica, it sets the tensor parallelism")
     if gpus == 0 and tensor_parallel not in (None, 1):
         raise ValueError(f"engine.tensor_parallel_size {tensor_parallel} needs GPUs: scaling.gpus_per_replica is 0")
+
+
+# CPU slots a job holds beside its replicas: Ray Data's checkpoint filter (an actor of one CPU on every
+# resumed pass, `ray/data/_internal/planner/checkpoint/plan_read_op.py`) and one for the reader, repartition
+# and writer tasks. With fewer, a pass's tasks wait for slots its actors hold, forever.
+TASK_CPUS = 2
+
+
+def cluster_need(scaling) -> dict[str, float]:
+    """The Ray resources a job needs in the whole cluster at once: its replicas' and `TASK_CPUS`."""
+    need = {"CPU": scaling.replicas * scaling.cpus_per_replica + TASK_CPUS}
+    if scaling.gpus_per_replica:
+        need["GPU"] = scaling.replicas * scaling.gpus_per_replica
+    return need
+
+
+def shortfall(scaling, cluster: dict[str, float]) -> str:
+    """What the job waits for, given the cluster's total resources (`ray.cluster_resources()`, live nodes
+    only), or "" when the cluster can hold it: `waiting for a node with 2 more CPU: the job needs 4 CPU
+    (2 replicas x 1 + 2 for reading, the checkpoint filter and writing), the cluster has 2 CPU`."""
+    need = cluster_need(scaling)
+    short = [kind for kind in need if cluster.get(kind, 0) < need[kind]]
+    if not short:
+        return ""
+    per = {"CPU": f"{scaling.replicas} replicas x {scaling.cpus_per_replica:g} + {TASK_CPUS} for reading, the "
+                  "checkpoint filter and writing",
+           "GPU": f"{scaling.replicas} replicas x {scaling.gpus_per_replica:g}"}
+    more = " and ".join(f"{need[k] - cluster.get(k, 0):g} more {k}" for k in short)
+    needs = " and ".join(f"{need[k]:g} {k} ({per[k]})" for k in short)
+    has = " and ".join(f"{cluster.get(k, 0):g} {k}" for k in short)
+    return f"waiting for a node with {more}: the job needs {needs}, the cluster has {has}"

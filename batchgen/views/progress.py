@@ -12,9 +12,10 @@ from typing import TextIO
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The job so far. `records`, `errors` and `completion_tokens` count what this run's replicas handed to
-    the writers (a retried batch may count twice: these are for display); `done_before` is what earlier
-    runs committed; times in seconds, `generating_s` since the first replica was ready (None before)."""
+    """The job so far. `records` counts this run's records whose rows the output committed; `errors` and
+    `completion_tokens` count what this run's replicas handed to the writers (a retried batch may count
+    twice: these are for display); `done_before` is what earlier runs committed; times in seconds,
+    `generating_s` since the first replica was ready (None before)."""
 
     records: int
     errors: int
@@ -23,6 +24,7 @@ class Snapshot:
     done_before: int
     elapsed_s: float
     generating_s: float | None
+    waiting: str = ""  # what the job waits for, when the cluster cannot hold it (`spec.placement.shortfall`)
 
     @property
     def done(self) -> int:
@@ -42,7 +44,7 @@ class Snapshot:
     def line(self) -> str:
         """The plain form: `1,200/5,000 records (24%) | 3,100 tokens/s | 2 errors | 1m05s | about 3m20s left`."""
         percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        left = "starting the engine" if self.generating_s is None else (
+        left = self.waiting or "starting the engine" if self.generating_s is None else self.waiting or (
             f"about {_clock(self.eta_s)} left" if self.eta_s is not None else "first records running")
         return (f"{self.done:,}/{self.total:,} records{percent} | {self.tokens_per_s:,.0f} tokens/s | "
                 f"{self.errors} errors | {_clock(self.elapsed_s)} | {left}")
@@ -55,8 +57,8 @@ def _clock(seconds: float) -> str:
 
 
 class LogProgress:
-    """A line at the first snapshot and when the engine is ready, then one every `every` s, and the job's
-    last snapshot when it ends."""
+    """A line at the first snapshot, when the engine is ready and when the job starts or stops waiting (for
+    a node, for the cluster), then one every `every` s, and the job's last snapshot when it ends."""
 
     def __init__(self, stream: TextIO, every: float = 30.0):
         self.stream, self.every = stream, every
@@ -69,7 +71,8 @@ class LogProgress:
         self.last = snapshot
         started = snapshot.generating_s is not None and not self.generating
         self.generating = snapshot.generating_s is not None
-        if started or self.printed_at is None or time.monotonic() - self.printed_at >= self.every:
+        news = self.printed is not None and snapshot.waiting != self.printed.waiting  # waiting began or ended
+        if started or news or self.printed_at is None or time.monotonic() - self.printed_at >= self.every:
             self._print(snapshot)
 
     def _print(self, snapshot: Snapshot) -> None:
@@ -103,7 +106,8 @@ class TerminalProgress:
 
     def __call__(self, snapshot: Snapshot) -> None:
         fields = dict(tokens_per_s=f"{snapshot.tokens_per_s:,.0f}", errors=snapshot.errors,
-                      description="starting engine" if snapshot.generating_s is None else "generating")
+                      description=snapshot.waiting or ("starting engine" if snapshot.generating_s is None
+                                                        else "generating"))
         if self.task is None:  # created at the first snapshot, so what earlier runs did is no burst of speed
             self.bar.start()
             self.task = self.bar.add_task(total=snapshot.total, completed=snapshot.done, **fields)

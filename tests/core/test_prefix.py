@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchgen.core.prefix import Manifest, OutputPrefix, PrefixRefused
+from batchgen.core.prefix import CommittedRecords, Manifest, OutputPrefix, PrefixRefused
 from batchgen.core.storage import arrow_fs, open_fs
 from tests.inputs import (
     inputs_at,
@@ -59,6 +59,18 @@ def test_committed_records_count_only_committed_checkpoints(tmp_path):
     # a record with two samples commits its id twice: one record
     pq.write_table(pa.table({"id": ["d", "d"]}), checkpoint / "part-3.parquet")
     assert OutputPrefix(str(tmp_path)).committed_records() == 3
+
+
+def test_committed_records_are_counted_as_files_commit_each_file_read_once(tmp_path):
+    checkpoint = tmp_path / "_checkpoint"
+    checkpoint.mkdir()
+    counter = CommittedRecords(OutputPrefix(str(tmp_path)))
+    pq.write_table(pa.table({"id": ["a", "a", "b"]}), checkpoint / "part-1.parquet")
+    pq.write_table(pa.table({"id": ["c"]}), checkpoint / "part-2.pending.parquet")
+    assert counter.count() == 2
+    (checkpoint / "part-1.parquet").write_bytes(b"not read again")  # counted already: never reopened
+    (checkpoint / "part-2.pending.parquet").rename(checkpoint / "part-2.parquet")  # Ray Data's commit
+    assert counter.count() == 3
 
 
 def test_a_local_data_file_appears_only_when_written_whole(tmp_path):

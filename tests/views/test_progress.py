@@ -7,9 +7,9 @@ import io
 from batchgen.views.progress import LogProgress, Snapshot, TerminalProgress, display
 
 
-def snap(records=0, errors=0, tokens=0, total=100, before=0, elapsed=10.0, generating=None) -> Snapshot:
+def snap(records=0, errors=0, tokens=0, total=100, before=0, elapsed=10.0, generating=None, waiting="") -> Snapshot:
     return Snapshot(records=records, errors=errors, completion_tokens=tokens, total=total, done_before=before,
-                    elapsed_s=elapsed, generating_s=generating)
+                    elapsed_s=elapsed, generating_s=generating, waiting=waiting)
 
 
 def test_done_counts_earlier_runs_and_never_passes_the_total():
@@ -28,6 +28,19 @@ def test_plain_line_has_done_of_total_percent_rate_errors_elapsed_and_time_left(
     assert line == "1,200/5,000 records (24%) | 3,100 tokens/s | 2 errors | 1m05s | about 31s left"
     assert snap(elapsed=9.0).line().endswith("| 9s | starting the engine")
     assert snap(generating=3.0, elapsed=4000.0).line().endswith("| 1h06m | first records running")
+
+
+def test_a_job_the_cluster_cannot_hold_says_what_it_waits_for_in_place_of_time_left():
+    waiting = "waiting for a node with 2 more CPU: the job needs 4 CPU (...), the cluster has 2 CPU"
+    assert snap(records=40, elapsed=70.0, generating=50.0, waiting=waiting).line().endswith(f"| 1m10s | {waiting}")
+    assert snap(elapsed=70.0, waiting=waiting).line().endswith(f"| {waiting}")
+    # a log prints the moment the job starts and stops waiting, whatever its period
+    out = io.StringIO()
+    shown = LogProgress(out, every=3600)
+    for snapshot in (snap(records=1, generating=1.0), snap(records=2, generating=2.0, waiting=waiting),
+                     snap(records=2, generating=3.0, waiting=waiting), snap(records=3, generating=4.0)):
+        shown(snapshot)
+    assert [line.endswith(waiting) for line in out.getvalue().splitlines()] == [False, True, False]
 
 
 def test_a_log_gets_a_line_at_start_when_the_engine_is_ready_every_period_and_at_the_end():

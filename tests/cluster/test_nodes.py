@@ -1,0 +1,219 @@
+"""Losing a node loses nothing: real multi-node Ray clusters on loopback (each node its own `ray start
+--block`, token auth on), nodes killed the way a preempted machine goes (SIGKILL of the node's whole
+process group: raylet, workers, agents, and for the head its GCS), a job driven as a user drives it (its
+own process, `RAY_ADDRESS` naming the head). The replicas are the stand-in (`tests/standin.py`): what is
+tested is the job's guarantees across nodes, not generation, and two vLLM engines do not fit beside two
+Ray nodes on a 2-core machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests import ROOT
+
+pytestmark = [pytest.mark.nodes]
+VENV_BIN = Path(sys.executable).parent
+DRIVER = """
+import json, sys
+from batchgen.cluster.pipeline import run
+from batchgen.spec.job import JobSpec
+from tests.standin import StandIn
+from batchgen.views.progress import LogProgress
+spec = JobSpec.model_validate(json.load(open(sys.argv[1])))
+shown = LogProgress(sys.stdout, every=0)
+stats = run(spec, report=shown, replica_factory=StandIn)
+print("DONE", stats.records, stats.rows, stats.errors, flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Cluster:
+    """Ray nodes on this machine, each a `ray start --block` in a session of its own, so that killing a
+    node's process group kills exactly that node."""
+
+    def __init__(self, head_cpus: int):
+        # Ray's socket paths must stay under 107 bytes: a short temp dir, not pytest's.
+        self.temp_dir = tempfile.mkdtemp(prefix="bg-ray-")
+        self.port = free_port()
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token",
+                    "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+        self.env.pop("RAY_ADDRESS", None)
+        self.nodes: list[subprocess.Popen] = []
+        self.head = self.add(head_cpus, head=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def add(self, cpus: int, head: bool = False) -> subprocess.Popen:
+        """Starts a node and waits until the cluster counts its CPUs."""
+        args = [VENV_BIN / "ray", "start", "--block", f"--num-cpus={cpus}", "--disable-usage-stats",
+                "--node-ip-address=127.0.0.1"]
+        args += (["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
+                 if head else [f"--address={self.address}"])
+        log = open(Path(self.temp_dir) / f"node-{len(self.nodes)}.log", "w")
+        node = subprocess.Popen(args, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        self.nodes.append(node)
+        before = self.cpus() if not head else 0
+        self._until(lambda: self.cpus() >= before + cpus, f"a node with {cpus} CPUs never joined")
+        return node
+
+    def cpus(self) -> float:
+        """The CPUs of the cluster's live nodes (`ray status`), 0 while the head does not answer."""
+        status = subprocess.run([VENV_BIN / "ray", "status", f"--address={self.address}"], env=self.env,
+                                capture_output=True, text=True, timeout=60)
+        for line in status.stdout.splitlines():
+            if line.strip().endswith(" CPU") and "/" in line:
+                return float(line.split("/")[1].split()[0])
+        return 0.0
+
+    def kill(self, node: subprocess.Popen) -> None:
+        """As a preempted machine goes: every process of the node at once, no shutdown."""
+        try:
+            os.killpg(node.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        node.wait(timeout=30)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            self.kill(node)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    @staticmethod
+    def _until(ready, failure: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(failure)
+            time.sleep(1)
+
+
+@pytest.fixture
+def cluster():
+    """Starts clusters (`cluster(head_cpus)`) and stops every one at the end."""
+    made: list[Cluster] = []
+
+    def start(head_cpus: int) -> Cluster:
+        made.append(Cluster(head_cpus))
+        return made[-1]
+
+    yield start
+    for each in made:
+        each.stop()
+
+
+def write_job(tmp_path: Path, records: int) -> Path:
+    """`records` records of 1-2 s each on two stand-in replicas of one CPU; small data files, so rows land
+    all through the job."""
+    lines = [json.dumps({"id": f"r{i}", "prompt": f"say {i}", "delay": 1 + (i % 5) * 0.25}) for i in range(records)]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    spec = {"name": "nodes", "model": {"path": "standin:nodes"}, "input": {"uri": str(tmp_path / "in.jsonl")},
+            "output": {"uri": str(tmp_path / "out"), "min_rows_per_file": 16},
+            "scaling": {"replicas": 2, "gpus_per_replica": 0, "cpus_per_replica": 1, "batch_size": 8,
+                        "records_in_flight": 16}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    return tmp_path / "spec.json"
+
+
+def start_driver(cluster: Cluster, spec: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(spec)], cwd=ROOT, start_new_session=True,
+                            env={**cluster.env, "RAY_ADDRESS": cluster.address},
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def committed_rows(out: Path) -> int:
+    files = [f for f in (out / "_checkpoint").glob("*.parquet") if ".pending" not in f.name] if out.exists() else []
+    return sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def wait_until(ready, failure: str, driver: subprocess.Popen, timeout: float = 300) -> float:
+    """Seconds until `ready()`; fails if the driver ends first."""
+    started = time.monotonic()
+    while not ready():
+        assert driver.poll() is None, f"the driver ended first: {failure}"
+        assert time.monotonic() - started < timeout, failure
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def assert_exactly_once(out: Path, records: int) -> None:
+    ids = [rid for f in out.glob("*.parquet") for rid in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+    assert sorted(ids) == sorted(f"r{i}" for i in range(records)), (len(ids), len(set(ids)))
+    errors = [e for f in out.glob("*.parquet") for e in pq.read_table(f, columns=["error"]).column("error").to_pylist()]
+    assert errors == [None] * records, "no record pays for a node's death with an error row"
+    assert (out / "_SUCCESS").exists()
+
+
+def test_a_lost_worker_node_loses_no_record_and_the_job_waits_for_a_node_then_finishes(tmp_path, cluster):
+    nodes = cluster(2)
+    worker = nodes.add(2)
+    spec, log, out = write_job(tmp_path, 320), tmp_path / "driver.log", tmp_path / "out"
+    driver = start_driver(nodes, spec, log)
+    try:
+        wait_until(lambda: committed_rows(out) >= 48, "no rows landed", driver)
+        nodes.kill(worker)
+        # Two CPUs left of the four the job needs: it says so (within a minute), and waits.
+        waited = wait_until(lambda: "waiting for a node with 2 more CPU" in log.read_text(),
+                            "the job never said what it waits for", driver, timeout=60)
+        nodes.add(2)
+        driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert driver.returncode == 0, text[-3000:]
+    assert "DONE 320 320 0" in text
+    assert_exactly_once(out, 320)
+    assert waited < 60
+    # the display never counts rows that could still be lost: it never goes back
+    shown = [int(line.split("/")[0].strip().replace(",", "")) for line in text.splitlines() if " records (" in line]
+    assert shown == sorted(shown) and shown[-1] == 320
+
+
+def test_a_lost_head_ends_the_run_saying_so_and_a_rerun_on_a_new_cluster_completes_it(tmp_path, cluster):
+    first = cluster(2)
+    first.add(2)
+    spec, log, out = write_job(tmp_path, 320), tmp_path / "driver.log", tmp_path / "out"
+    driver = start_driver(first, spec, log)
+    try:
+        wait_until(lambda: committed_rows(out) >= 48, "no rows landed", driver)
+        first.kill(first.head)
+        said = wait_until(lambda: "the Ray cluster stopped answering" in log.read_text(),
+                          "the run never said its cluster was lost", driver, timeout=60)
+        driver.wait(timeout=180)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode != 0 and said < 30
+    assert "the same command run again on a live cluster resumes" in log.read_text()
+    kept = committed_rows(out)
+    assert 48 <= kept < 320
+    first.stop()
+
+    second = cluster(2)
+    second.add(2)
+    rerun = start_driver(second, spec, tmp_path / "rerun.log")
+    rerun.wait(timeout=300)
+    text = (tmp_path / "rerun.log").read_text()
+    assert rerun.returncode == 0, text[-3000:]
+    assert "DONE 320 320 0" in text
+    assert_exactly_once(out, 320)
+    assert json.loads((out / "_stats.json").read_text())["skipped_already_done"] >= kept
