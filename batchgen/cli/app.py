@@ -21,6 +21,7 @@ import typer
 
 from batchgen.cli import cluster as cli_cluster
 from batchgen.cli.common import JobFile, Overrides, fail, spec_or_exit
+from batchgen.cli.reaper import adopt_orphans, end_descendants
 from batchgen.spec.job import JobSpec, SpecError, apply_override, parse_spec
 
 app = typer.Typer(help="Batch inference for reasoning LLMs on Ray Data and vLLM.", no_args_is_help=True,
@@ -67,6 +68,7 @@ def run(
         except (SpecError, json.JSONDecodeError) as error:
             raise fail(f"--spec-json: {error}", 2) from None
     typer.echo(f"batchgen: running {spec.name}: {spec.input.uri} -> {spec.output.uri}", err=True)
+    adopt_orphans()
     failure = ""
     with captured(spec.name, verbose) as logs:
         shown = display(logs.terminal)
@@ -80,6 +82,7 @@ def run(
         finally:
             shown.close()
             _shutdown_ray()  # inside the capture: a local Ray's last words go to the log too
+            end_descendants()  # what Ray left behind: its orphaned workers and engines (`cli.reaper`)
     if failure:
         raise fail(failure + logs.hint())
     if stats.already_complete:
