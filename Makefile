@@ -26,8 +26,9 @@ browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "make browser: could not install Debian's chromium; the browser tests will skip, saying so"
 
+# The slowest node-loss scenario (a lost head, about 4 minutes) runs with the benchmarks, not here.
 test: setup toy-model browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not outage"
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not engine and not nodes"
@@ -40,6 +41,7 @@ demo: setup toy-model
 # Benchmarks (about an hour; BENCH_ARGS=--full for the larger sizes): benchmarks/results/ and the
 # README's performance section.
 bench: setup toy-model
+	$(PY) -m pytest -q -m outage
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 # On a GPU node only (never run on these CPU machines): a virtualenv with vLLM's CUDA build, then the demo

@@ -188,6 +188,7 @@ def test_a_lost_worker_node_loses_no_record_and_the_job_waits_for_a_node_then_fi
     assert shown == sorted(shown) and shown[-1] == 320
 
 
+@pytest.mark.outage
 def test_a_lost_head_ends_the_run_saying_so_and_a_rerun_on_a_new_cluster_completes_it(tmp_path, cluster):
     first = cluster(2)
     first.add(2)
