@@ -48,9 +48,10 @@ class Cluster:
     """Ray nodes on this machine, each a `ray start --block` in a session of its own, so that killing a
     node's process group kills exactly that node."""
 
-    def __init__(self, head_cpus: int):
-        # Ray's socket paths must stay under 107 bytes: a short temp dir, not pytest's.
-        self.temp_dir = tempfile.mkdtemp(prefix="bg-ray-")
+    def __init__(self, head_cpus: int, logs: Path):
+        # Ray's socket paths must stay under 107 bytes: a short temp dir, not pytest's (the nodes' own
+        # output goes to `logs`, kept with the test's files).
+        self.temp_dir, self.logs = tempfile.mkdtemp(prefix="bg-ray-"), logs
         self.port = free_port()
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token",
                     "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -64,11 +65,16 @@ class Cluster:
 
     def add(self, cpus: int, head: bool = False) -> subprocess.Popen:
         """Starts a node and waits until the cluster counts its CPUs."""
+        # Every port a node would take by default on its own: another Ray on the machine (a test's local
+        # one, a CI run beside it) may hold the defaults, and the node would never come up.
+        ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                         "runtime-env-agent-port", "metrics-export-port")]
         args = [VENV_BIN / "ray", "start", "--block", f"--num-cpus={cpus}", "--disable-usage-stats",
-                "--node-ip-address=127.0.0.1"]
-        args += (["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
+                "--node-ip-address=127.0.0.1", *ports]
+        args += (["--head", f"--port={self.port}", f"--ray-client-server-port={free_port()}",
+                  "--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
                  if head else [f"--address={self.address}"])
-        log = open(Path(self.temp_dir) / f"node-{len(self.nodes)}.log", "w")
+        log = open(self.logs / f"node-{self.port}-{len(self.nodes)}.log", "w")
         node = subprocess.Popen(args, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         self.nodes.append(node)
         before = self.cpus() if not head else 0
@@ -107,12 +113,12 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster():
+def cluster(tmp_path):
     """Starts clusters (`cluster(head_cpus)`) and stops every one at the end."""
     made: list[Cluster] = []
 
     def start(head_cpus: int) -> Cluster:
-        made.append(Cluster(head_cpus))
+        made.append(Cluster(head_cpus, tmp_path))
         return made[-1]
 
     yield start
