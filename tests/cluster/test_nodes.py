@@ -57,6 +57,7 @@ class Cluster:
                     "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
         self.env.pop("RAY_ADDRESS", None)
         self.nodes: list[subprocess.Popen] = []
+        self.alive: dict[int, int] = {}  # pid of a live node's `ray start` -> its CPUs
         self.head = self.add(head_cpus, head=True)
 
     @property
@@ -77,8 +78,10 @@ class Cluster:
         log = open(self.logs / f"node-{self.port}-{len(self.nodes)}.log", "w")
         node = subprocess.Popen(args, env=self.env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         self.nodes.append(node)
-        before = self.cpus() if not head else 0
-        self._until(lambda: self.cpus() >= before + cpus, f"a node with {cpus} CPUs never joined")
+        # What the live nodes hold, not what `ray status` counted before: a node killed moments ago may
+        # still be counted until the GCS declares it dead.
+        self.alive[node.pid] = cpus
+        self._until(lambda: self.cpus() >= sum(self.alive.values()), f"a node with {cpus} CPUs never joined")
         return node
 
     def cpus(self) -> float:
@@ -92,6 +95,7 @@ class Cluster:
 
     def kill(self, node: subprocess.Popen) -> None:
         """As a preempted machine goes: every process of the node at once, no shutdown."""
+        self.alive.pop(node.pid, None)
         try:
             os.killpg(node.pid, signal.SIGKILL)
         except ProcessLookupError:
