@@ -19,7 +19,7 @@ TOY = ModelSpec(path="toy:nemotron-h")
 # object until max_tokens where any whitespace is allowed (seen with a build under transformers 5.19).
 TEST_ENGINE = {"max_model_len": 2048, "dtype": "float32", "enforce_eager": True, "max_num_seqs": 64,
                "kv_cache_memory_bytes": 512 << 20,
-               "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}
+               "structured_outputs_config": {"backend": "guidance", "disable_any_whitespace": True}}
 # The toy's "steps" reasoning breaks lines every ~9 tokens and its "ramble" line runs ~150 tokens without
 # one, so a grace of 20 lets the newline rule and the abrupt cut both be seen with one engine.
 TEST_GRACE = 20
