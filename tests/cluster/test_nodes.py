@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests import ROOT
+from tests import ROOT, free_port
 
 pytestmark = [pytest.mark.nodes]
 VENV_BIN = Path(sys.executable).parent
@@ -36,12 +35,6 @@ shown = LogProgress(sys.stdout, every=0)
 stats = run(spec, report=shown, replica_factory=StandIn)
 print("DONE", stats.records, stats.rows, stats.errors, flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Cluster:
