@@ -10,6 +10,9 @@ Each record is answered from its own fields (passed through to its row like any 
   the record's id, in the directory the spec's `engine.standin_markers` names, says it already did);
   "always" kills it every time. A death is a Future that raises `EngineDied`, as a real replica's does.
 
+A spec's `engine.standin_refuse` makes every replica's engine refuse to start, raising a RuntimeError with
+that message, as a vLLM engine that cannot get its memory does.
+
 A valid record's row is an answer whose content is `echo: <its last message>`, so a test can tell that a
 row belongs to its record.
 """
@@ -27,12 +30,15 @@ from batchgen.record.rows import answer_row, error_row
 
 MODEL = "standin:pipeline-logic"
 MARKERS = "standin_markers"  # the spec's `engine` key naming the marker directory of `die: once`
+REFUSE = "standin_refuse"  # the spec's `engine` key: every engine refuses to start, with this message
 
 
 class StandIn:
     """`(spec, budgeted) -> replica`: `submit(records, ids)` -> one Future per record, resolving to its one row."""
 
     def __init__(self, spec, budgeted: bool = False):
+        if refusal := spec.engine.get(REFUSE):
+            raise RuntimeError(refusal)
         self.model_name = MODEL
         self.defaults = spec.defaults
         markers = spec.engine.get(MARKERS)

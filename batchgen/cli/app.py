@@ -22,6 +22,7 @@ import typer
 from batchgen.cli import cluster as cli_cluster
 from batchgen.cli.common import JobFile, Overrides, fail, spec_or_exit
 from batchgen.cli.reaper import adopt_orphans, end_descendants
+from batchgen.core.failures import root_cause
 from batchgen.spec.job import JobSpec, SpecError, apply_override, parse_spec
 
 app = typer.Typer(help="Batch inference for reasoning LLMs on Ray Data and vLLM.", no_args_is_help=True,
@@ -78,7 +79,7 @@ def run(
             failure = str(error)
         except Exception as error:  # the CLI's boundary: one clear line, the traceback in the log
             traceback.print_exc()
-            failure = _one_line(error)
+            failure = root_cause(error)
         finally:
             shown.close()
             _shutdown_ray()  # inside the capture: a local Ray's last words go to the log too
@@ -102,15 +103,6 @@ def run(
 
 def _rows(stats) -> str:
     return f" in {stats.rows} rows" if stats.rows != stats.records else ""
-
-
-def _one_line(error: Exception) -> str:
-    """An unexpected error as one line. Ray's errors from a replica carry the remote traceback in their
-    text and end with the root cause ("RuntimeError: ..."): that last line is the one to show."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    if len(lines) > 1:
-        return lines[-1]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def _shutdown_ray() -> None:

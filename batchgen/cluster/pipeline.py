@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from batchgen.cluster.ray_io import checkpoint_config, filename_provider, ray_dataset
-from batchgen.cluster.stage import GenerateStage, ReplicaLike, progress_actor, watch
+from batchgen.cluster.stage import EngineRefused, GenerateStage, ReplicaLike, progress_actor, watch
 from batchgen.core.blocks import schema
 from batchgen.core.passthrough import Passthrough
 from batchgen.core.prefix import BATCH_OUTPUT, CommittedRecords, Manifest, OutputPrefix, PrefixRefused
 from batchgen.core.scan import ScanResult, scan
 from batchgen.core.stats import JobStats
-from batchgen.core.storage import InputSet, open_fs
+from batchgen.core.failures import raised_in
+from batchgen.core.storage import InputSet, open_fs, unreachable
 from batchgen.engine import placement
 from batchgen.record.openai_batch import dumps, output_lines
 from batchgen.spec.job import JobSpec
@@ -99,9 +100,33 @@ def _data_context() -> Iterator:
 def run(spec: JobSpec, report: Callable[[Snapshot], None] | None = None, allow_changed_spec: bool = False,
         replica_factory: Callable[[JobSpec, bool], ReplicaLike] = vllm_replica, actor_logs: bool = False) -> JobStats:
     """Runs the job to completion and returns its stats; raises JobFailed when it must not count as done
-    (refused prefix, early stop, too many failed records). Run again onto the same output, it resumes:
-    finished records are skipped, the rest run. `report` gets a progress snapshot every 2 s once the input
-    is scanned; `actor_logs` sends the replicas' logs (vLLM's) to this process's stderr."""
+    (refused prefix, early stop, too many failed records, a replica's engine that did not start, the input
+    or output store no longer answering: each a line that says what to do). Run again onto the same output,
+    it resumes: finished records are skipped, the rest run. `report` gets a progress snapshot every 2 s once
+    the input is scanned; `actor_logs` sends the replicas' logs (vLLM's) to this process's stderr."""
+    try:
+        return _run(spec, report, allow_changed_spec, replica_factory, actor_logs)
+    except JobFailed:
+        raise
+    except Exception as error:
+        if failure := _why_it_ended(error, spec):
+            raise failure from error
+        raise
+
+
+def _why_it_ended(error: Exception, spec: JobSpec) -> JobFailed | None:
+    """The job's end as a line a user can act on, for the causes outside the job that a user can fix; None
+    for others (the caller shows their root cause)."""
+    kept = "what the job committed is kept, and the same command run again resumes"
+    if refused := raised_in(error, EngineRefused):
+        return JobFailed(f"{refused}. Fix the engine's settings (engine:, scaling:) or the node; {kept}")
+    for side, uri in (("output", spec.output.uri), ("input", spec.input.uri)):
+        if problem := unreachable(uri, spec.storage):
+            return JobFailed(f"the {side} store stopped answering ({uri}: {problem}): {kept} once it answers")
+    return None
+
+
+def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor_logs: bool) -> JobStats:
     import ray
 
     from batchgen.engine.models import TOY_MODEL, resolve_path

@@ -17,6 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from batchgen.core.blocks import assemble, decode, gather
+from batchgen.core.deadline import in_thread
+from batchgen.core.failures import root_cause
 from batchgen.core.flow import EngineDied, RecordPool
 from batchgen.core.ledger import CrashLedger, HandedOut
 from batchgen.core.passthrough import Passthrough
@@ -33,6 +35,11 @@ UNANSWERED_S = 10.0  # seconds the progress actor may take to answer before the 
 
 class TooManyErrors(RuntimeError):
     """Raised in a replica to stop the job early: the share of failed records passed errors.max_fraction."""
+
+
+class EngineRefused(RuntimeError):
+    """Raised in a replica whose engine did not start (its factory raised): the job ends, saying on which
+    node and the root cause, instead of Ray's traceback of the actor's creation."""
 
 
 class ReplicaLike(Protocol):
@@ -55,8 +62,14 @@ class GenerateStage:
 
     def __init__(self, spec_json: str, progress, duplicate_errors, passthrough: dict, budgeted: bool,
                  replica_factory):
+        import ray
+
         spec = JobSpec.model_validate_json(spec_json)
-        self.replica = replica_factory(spec, budgeted)
+        try:
+            self.replica = replica_factory(spec, budgeted)
+        except Exception as error:
+            node = ray.util.get_node_ip_address()
+            raise EngineRefused(f"a replica's engine did not start on node {node}: {root_cause(error)}") from error
         progress.ready.remote(time.time())
         self.progress = progress
         self.duplicate_errors = duplicate_errors
@@ -180,7 +193,7 @@ def watch(progress, committed: Callable[[], int], scaling, started: float, total
             count_s = time.monotonic() - counted_at
         # A lost head can hold a call to Ray for a minute or more: the question waits in a thread of its own,
         # and the display says the cluster is lost while no answer comes.
-        asking = asking or _in_thread(ask)
+        asking = asking or in_thread(ask, "batchgen-cluster-question")
         try:
             tally, waiting = asking.result(timeout=UNANSWERED_S)
             asking = None
@@ -195,17 +208,3 @@ def watch(progress, committed: Callable[[], int], scaling, started: float, total
         if stopping:  # the job's last snapshot was just reported
             return
 
-
-def _in_thread(call: Callable) -> Future:
-    """`call()` on a daemon thread (one a stuck call cannot keep the interpreter from exiting, as an
-    executor's thread would)."""
-    future: Future = Future()
-
-    def target() -> None:
-        try:
-            future.set_result(call())
-        except BaseException as error:  # handed to whoever waits on the future
-            future.set_exception(error)
-
-    threading.Thread(target=target, daemon=True, name="batchgen-cluster-question").start()
-    return future

@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+from batchgen.core.deadline import in_thread
+from batchgen.core.failures import root_cause
 from batchgen.core.identity import InputNames, input_root
 
 EXTENSIONS = {"jsonl": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".pq")}
@@ -32,6 +34,22 @@ def open_fs(uri: str, options: dict | None = None) -> tuple[fsspec.AbstractFileS
         # through a copy of this filesystem, and a cached listing names files that are gone.
         options.setdefault("use_listings_cache", False)
     return url_to_fs(uri, **options)
+
+
+def unreachable(uri: str, options: dict | None = None, timeout_s: float = 30.0) -> str:
+    """"" when the store holding `uri` answers (whether or not `uri` exists), else why not, in one line:
+    its client's error, or that it gave no answer within `timeout_s` seconds."""
+    def ask() -> None:
+        fs, path = open_fs(uri, options)
+        fs.exists(path)
+
+    try:
+        in_thread(ask, "batchgen-store-question").result(timeout=timeout_s)
+    except TimeoutError:
+        return f"no answer in {timeout_s:.0f} s"
+    except Exception as error:  # whatever the store's client raises is the answer
+        return root_cause(error)
+    return ""
 
 
 STAGING_PREFIX = "_writing."

@@ -145,15 +145,6 @@ def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
     assert rendered["errors"] == [] and rendered["charts"] == 6  # every chart drew, the page raised nothing
 
 
-def test_an_unexpected_error_is_one_line_its_root_cause():
-    from batchgen.cli.app import _one_line
-
-    remote = RuntimeError("ray::MapWorker.__init__() (pid=1)\n  File \"x.py\", line 3\n    raise\n"
-                          "RuntimeError: vLLM started Model Runner V2: set VLLM_USE_V2_MODEL_RUNNER=0\n")
-    assert _one_line(remote) == "RuntimeError: vLLM started Model Runner V2: set VLLM_USE_V2_MODEL_RUNNER=0"
-    assert _one_line(KeyError("x")) == "KeyError: 'x'"
-
-
 @pytest.mark.parametrize("job, says", [
     ("budget-sweep.yaml", ["--- steps-river (reasoning on, 24 tokens, budget sweep [0, 8, 24, none]: one reasoning at no "
                            "budget, a row per budget)", "--- own-sweep (reasoning on, 24 tokens, budget sweep [4, none]"]),

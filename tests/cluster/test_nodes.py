@@ -17,9 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from batchgen.core.prefix import PENDING_SUFFIX
 from tests import ROOT, free_port
 
 pytestmark = [pytest.mark.nodes]
@@ -35,6 +37,24 @@ shown = LogProgress(sys.stdout, every=0)
 stats = run(spec, report=shown, replica_factory=StandIn)
 print("DONE", stats.records, stats.rows, stats.errors, flush=True)
 """
+
+
+def kill_sessions(*leaders: int) -> None:
+    """SIGKILL to every process of each session `leaders` lead. A session, not a process group: Ray gives each
+    of a node's workers a process group of its own, and a worker spared by the kill would go on writing
+    until it notices its raylet is gone, as no process of a preempted machine does."""
+    victims = []
+    for pid in psutil.pids():
+        try:
+            if os.getsid(pid) in leaders:
+                victims.append(pid)
+        except ProcessLookupError:
+            pass
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class Cluster:
@@ -86,18 +106,17 @@ class Cluster:
                 return float(line.split("/")[1].split()[0])
         return 0.0
 
-    def kill(self, node: subprocess.Popen) -> None:
-        """As a preempted machine goes: every process of the node at once, no shutdown."""
-        self.alive.pop(node.pid, None)
-        try:
-            os.killpg(node.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        node.wait(timeout=30)
+    def kill(self, *nodes: subprocess.Popen) -> None:
+        """As preempted machines go: every process of each node at once, no shutdown."""
+        for node in nodes:
+            self.alive.pop(node.pid, None)
+        kill_sessions(*(node.pid for node in nodes))
+        for node in nodes:
+            node.wait(timeout=30)
 
     def stop(self) -> None:
-        for node in self.nodes:
-            self.kill(node)
+        """Kills every node at once."""
+        self.kill(*self.nodes)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     @staticmethod
@@ -123,10 +142,11 @@ def cluster(tmp_path):
         each.stop()
 
 
-def write_job(tmp_path: Path, records: int) -> Path:
-    """`records` records of 1-2 s each on two stand-in replicas of one CPU; small data files, so rows land
-    all through the job."""
-    lines = [json.dumps({"id": f"r{i}", "prompt": f"say {i}", "delay": 1 + (i % 5) * 0.25}) for i in range(records)]
+def write_job(tmp_path: Path, records: int, delay: float = 1.0) -> Path:
+    """`records` records of `delay` to 2 x `delay` seconds each on two stand-in replicas of one CPU; small
+    data files, so rows land all through the job."""
+    lines = [json.dumps({"id": f"r{i}", "prompt": f"say {i}", "delay": delay * (1 + (i % 5) * 0.25)})
+             for i in range(records)]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     spec = {"name": "nodes", "model": {"path": "standin:nodes"}, "input": {"uri": str(tmp_path / "in.jsonl")},
             "output": {"uri": str(tmp_path / "out"), "min_rows_per_file": 16},
@@ -165,6 +185,18 @@ def assert_exactly_once(out: Path, records: int) -> None:
     assert (out / "_SUCCESS").exists()
 
 
+def rerun_on_a_new_cluster(cluster, spec: Path, tmp_path: Path) -> None:
+    """The same job run again on a new two-node cluster: it completes, exactly once."""
+    nodes = cluster(2)
+    nodes.add(2)
+    rerun = start_driver(nodes, spec, tmp_path / "rerun.log")
+    rerun.wait(timeout=300)
+    text = (tmp_path / "rerun.log").read_text()
+    assert rerun.returncode == 0, text[-3000:]
+    assert "DONE 320 320 0" in text
+    assert_exactly_once(tmp_path / "out", 320)
+
+
 def test_a_lost_worker_node_loses_no_record_and_the_job_waits_for_a_node_then_finishes(tmp_path, cluster):
     nodes = cluster(2)
     worker = nodes.add(2)
@@ -180,7 +212,7 @@ def test_a_lost_worker_node_loses_no_record_and_the_job_waits_for_a_node_then_fi
         driver.wait(timeout=300)
     finally:
         if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+            kill_sessions(driver.pid)
     text = log.read_text()
     assert driver.returncode == 0, text[-3000:]
     assert "DONE 320 320 0" in text
@@ -205,19 +237,46 @@ def test_a_lost_head_ends_the_run_saying_so_and_a_rerun_on_a_new_cluster_complet
         driver.wait(timeout=180)
     finally:
         if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+            kill_sessions(driver.pid)
     assert driver.returncode != 0 and said < 30
     assert "the same command run again on a live cluster resumes" in log.read_text()
     kept = committed_rows(out)
     assert 48 <= kept < 320
     first.stop()
 
-    second = cluster(2)
-    second.add(2)
-    rerun = start_driver(second, spec, tmp_path / "rerun.log")
-    rerun.wait(timeout=300)
-    text = (tmp_path / "rerun.log").read_text()
-    assert rerun.returncode == 0, text[-3000:]
-    assert "DONE 320 320 0" in text
-    assert_exactly_once(out, 320)
+    rerun_on_a_new_cluster(cluster, spec, tmp_path)
     assert json.loads((out / "_stats.json").read_text())["skipped_already_done"] >= kept
+
+
+@pytest.mark.outage
+def test_a_cluster_lost_in_the_middle_of_a_commit_is_resumed_exactly_once(tmp_path, cluster):
+    # Every node and the driver killed the moment a commit is under way (Ray Data's pending checkpoint
+    # written, not yet renamed), as a whole spot fleet reclaimed at once; a new cluster reruns the job.
+    spec, out = write_job(tmp_path, 320, delay=0.05), tmp_path / "out"
+    cut_short = 0
+    for attempt in range(4):
+        nodes = cluster(2)
+        nodes.add(2)
+        driver = start_driver(nodes, spec, tmp_path / f"driver-{attempt}.log")
+        try:
+            deadline = time.monotonic() + 180
+            while not pending(out):  # a commit lasts milliseconds: looked for without a pause
+                assert driver.poll() is None and time.monotonic() < deadline, "no commit was seen under way"
+            kill_sessions(driver.pid, *(node.pid for node in nodes.nodes))
+            nodes.stop()
+        finally:
+            if driver.poll() is None:
+                kill_sessions(driver.pid)
+        driver.wait(timeout=30)
+        if pending(out):  # the kill landed inside a commit
+            cut_short += 1
+            break
+    assert cut_short, "in 4 tries no kill landed inside a commit"
+    rerun_on_a_new_cluster(cluster, spec, tmp_path)
+    assert not pending(out)
+
+
+def pending(out: Path) -> list[str]:
+    """The checkpoint's commits under way: pending checkpoints not yet renamed."""
+    folder = out / "_checkpoint"
+    return [e.name for e in os.scandir(folder) if e.name.endswith(PENDING_SUFFIX)] if folder.exists() else []

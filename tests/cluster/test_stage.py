@@ -13,9 +13,11 @@ import pytest
 
 from batchgen.cluster.pipeline import JobFailed, run
 from batchgen.cluster.stage import ENGINE_MAX_CRASHES
+from batchgen.core.prefix import PENDING_SUFFIX
 from batchgen.record.rows import OutputRow
 from batchgen.spec.job import JobSpec
-from tests.standin import MARKERS, MODEL, StandIn
+from tests import free_port
+from tests.standin import MARKERS, MODEL, REFUSE, StandIn
 
 
 def job(tmp_path, records: list[dict | str], **sections) -> JobSpec:
@@ -46,6 +48,12 @@ def assert_exactly_once(out, ids: list[str]) -> dict[str, dict]:
     assert [rid for rid, n in counts.items() if n > 1] == [], "rows written twice"
     assert sorted(counts) == sorted(ids) and len(rows) == len(ids)
     return {r["id"]: r for r in rows}
+
+
+def ray_node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
 
 
 def ok(i: int, **fields) -> dict:
@@ -158,19 +166,75 @@ def test_a_broken_input_stops_the_job_early(tmp_path, ray_cluster):
     assert max(counts.values(), default=1) == 1 and sum(counts.values()) == stats["rows"]
 
 
-def test_a_resumed_job_redoes_only_the_lost_records_exactly_once(tmp_path, ray_cluster):
-    records = [ok(i) for i in range(10)]
+def test_a_resumed_job_redoes_only_the_records_it_did_not_commit_exactly_once(tmp_path, ray_cluster):
+    # Ray Data's two-phase commit writes a pending checkpoint, then the data file, then renames the pending
+    # checkpoint: a process killed in between leaves a commit as one of the last three here (a data file
+    # whole, half-written, not begun); one killed before leaves nothing of it.
+    records = [ok(i) for i in range(12)]
     spec = job(tmp_path, records, scaling={"batch_size": 2, "records_in_flight": 2}, output={"min_rows_per_file": 2})
     run(spec, replica_factory=StandIn)
     out = tmp_path / "out"
     data = sorted(out.glob("part-*.parquet"))
-    assert len(data) >= 3
-    # As if the job had been killed before that data file and its checkpoint entry were committed.
-    lost = pq.read_table(data[1], columns=["id"]).column("id").to_pylist()
+    assert len(data) >= 5
+    lost = 0
+    for cut, state in zip(data[1:], ("never begun", "whole", "half-written", "not begun")):
+        lost += pq.read_metadata(cut).num_rows
+        checkpoint = out / "_checkpoint" / (cut.name.rsplit("-", 1)[0] + ".parquet")
+        if state == "never begun":
+            checkpoint.unlink()
+            cut.unlink()
+            continue
+        checkpoint.rename(checkpoint.with_name(checkpoint.stem + PENDING_SUFFIX))
+        if state == "half-written":
+            cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+        elif state == "not begun":
+            cut.unlink()
     (out / "_SUCCESS").unlink()
-    data[1].unlink()
-    (out / "_checkpoint" / (data[1].name.rsplit("-", 1)[0] + ".parquet")).unlink()
+    (out / "_stats.json").unlink()
     stats = run(spec, replica_factory=StandIn)
-    assert (stats.skipped_already_done, stats.records, stats.rows, stats.errors) == (10 - len(lost), 10, 10, 0)
-    assert_exactly_once(out, [f"r{i}" for i in range(10)])
-    assert (out / "_SUCCESS").exists()
+    assert (stats.skipped_already_done, stats.records, stats.rows, stats.errors) == (12 - lost, 12, 12, 0)
+    assert_exactly_once(out, [f"r{i}" for i in range(12)])
+    assert list((out / "_checkpoint").glob(f"*{PENDING_SUFFIX}")) == [] and (out / "_SUCCESS").exists()
+
+
+def test_an_engine_that_does_not_start_ends_the_job_saying_where_and_why(tmp_path, ray_cluster):
+    spec = job(tmp_path, [ok(i) for i in range(4)], engine={REFUSE: "CUDA out of memory: tried to allocate 20 GiB"})
+    with pytest.raises(JobFailed) as failed:
+        run(spec, replica_factory=StandIn)
+    assert str(failed.value) == (
+        f"a replica's engine did not start on node {ray_node_ip()}: RuntimeError: CUDA out of memory: tried to "
+        "allocate 20 GiB. Fix the engine's settings (engine:, scaling:) or the node; what the job committed is kept, "
+        "and the same command run again resumes")
+
+
+def test_an_output_store_lost_mid_job_ends_it_within_seconds_saying_so(tmp_path, ray_cluster):
+    import threading
+    import time
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(endpoint.rsplit(":", 1)[1]))
+    server.start()
+    store = s3fs.S3FileSystem(endpoint_url=endpoint, use_listings_cache=False)
+    store.mkdir("lost-store")
+    records = [ok(i, delay=0.2) for i in range(400)]
+    spec = job(tmp_path, records, output={"uri": "s3://lost-store/out"}, storage={"endpoint_url": endpoint},
+               scaling={"records_in_flight": 16})
+    stopped: list[float] = []
+
+    def lose_the_store():  # once rows have landed
+        while not store.glob("lost-store/out/_checkpoint/*.parquet"):
+            time.sleep(0.2)
+        server.stop()
+        stopped.append(time.monotonic())
+
+    threading.Thread(target=lose_the_store, daemon=True).start()
+    with pytest.raises(JobFailed) as failed:
+        run(spec, replica_factory=StandIn)
+    assert stopped and time.monotonic() - stopped[0] < 60
+    said = str(failed.value)
+    assert said.startswith(f"the output store stopped answering (s3://lost-store/out: EndpointConnectionError: Could "
+                           f"not connect to the endpoint URL: \"{endpoint}/"), said
+    assert said.endswith("what the job committed is kept, and the same command run again resumes once it answers")

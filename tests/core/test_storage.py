@@ -9,7 +9,8 @@ import pytest
 
 from batchgen.core.identity import InputNames
 from batchgen.core.reading import INDEX, LINE, SOURCE, read_stream
-from batchgen.core.storage import InputSet, open_fs
+from batchgen.core.storage import InputSet, open_fs, unreachable
+from tests import free_port
 
 
 def test_inputs_are_found_sorted_with_their_format_and_sizes(tmp_path):
@@ -39,3 +40,35 @@ def test_parquet_rows_keep_their_types_and_get_text_ids(tmp_path):
     with open(tmp_path / "p.parquet", "rb") as handle:
         (block,) = list(read_stream(handle, "p.parquet", "parquet", InputNames("", ["p.parquet"])))
     assert block.column("id").to_pylist() == ["3", "p.parquet:1"] and block.schema.field("w").type == pa.float32()
+
+
+def test_a_store_that_answers_is_reachable_whether_or_not_the_path_exists(tmp_path, s3_endpoint):
+    assert unreachable(str(tmp_path / "not-yet")) == ""
+    assert unreachable("s3://batchgen-test/not-yet", {"endpoint_url": s3_endpoint}) == ""
+
+
+def test_a_store_that_does_not_answer_is_named_with_its_clients_error():
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    said = unreachable("s3://batchgen-test/out", {"endpoint_url": closed})
+    assert said.startswith("EndpointConnectionError: Could not connect to the endpoint URL") and closed in said
+
+
+def test_a_store_that_never_answers_is_given_up_on_at_the_timeout():
+    import threading
+
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    hold = threading.Event()
+
+    class Silent(MemoryFileSystem):  # a store whose client waits forever, as one behind a dead link does
+        protocol = "silent"
+
+        def exists(self, path, **kwargs):
+            hold.wait()
+
+    fsspec.register_implementation("silent", Silent, clobber=True)
+    try:
+        assert unreachable("silent://out", timeout_s=1) == "no answer in 1 s"
+    finally:
+        hold.set()
