@@ -204,12 +204,17 @@ def test_a_lost_worker_node_loses_no_record_and_the_job_waits_for_a_node_then_fi
     driver = start_driver(nodes, spec, log)
     try:
         wait_until(lambda: committed_rows(out) >= 48, "no rows landed", driver)
+        killed = time.monotonic()
         nodes.kill(worker)
-        # Two CPUs left of the four the job needs: it says so (within a minute), and waits.
+        # Two CPUs left of the four the job needs: once the GCS sees the node dead the job says so (within a
+        # minute), and waits.
         waited = wait_until(lambda: "waiting for a node with 2 more CPU" in log.read_text(),
                             "the job never said what it waits for", driver, timeout=60)
         nodes.add(2)
+        joined = time.monotonic() - killed
         driver.wait(timeout=300)
+        print(f"TIMINGS lost worker: seen dead and said {waited:.0f} s after the kill, a new node joined at "
+              f"{joined:.0f} s, the job finished at {time.monotonic() - killed:.0f} s")
     finally:
         if driver.poll() is None:
             kill_sessions(driver.pid)
@@ -231,10 +236,12 @@ def test_a_lost_head_ends_the_run_saying_so_and_a_rerun_on_a_new_cluster_complet
     driver = start_driver(first, spec, log)
     try:
         wait_until(lambda: committed_rows(out) >= 48, "no rows landed", driver)
+        killed = time.monotonic()
         first.kill(first.head)
         said = wait_until(lambda: "the Ray cluster stopped answering" in log.read_text(),
                           "the run never said its cluster was lost", driver, timeout=60)
         driver.wait(timeout=180)
+        ended = time.monotonic() - killed
     finally:
         if driver.poll() is None:
             kill_sessions(driver.pid)
@@ -244,8 +251,11 @@ def test_a_lost_head_ends_the_run_saying_so_and_a_rerun_on_a_new_cluster_complet
     assert 48 <= kept < 320
     first.stop()
 
+    rerun_started = time.monotonic()
     rerun_on_a_new_cluster(cluster, spec, tmp_path)
     assert json.loads((out / "_stats.json").read_text())["skipped_already_done"] >= kept
+    print(f"TIMINGS lost head: said {said:.0f} s after the kill, the driver ended at {ended:.0f} s, {kept} rows kept, "
+          f"the rerun on a new cluster took {time.monotonic() - rerun_started:.0f} s")
 
 
 @pytest.mark.outage
@@ -272,6 +282,8 @@ def test_a_cluster_lost_in_the_middle_of_a_commit_is_resumed_exactly_once(tmp_pa
             cut_short += 1
             break
     assert cut_short, "in 4 tries no kill landed inside a commit"
+    print(f"TIMINGS cluster lost inside a commit: caught on try {attempt + 1}, {len(pending(out))} commit(s) cut short, "
+          f"{committed_rows(out)} rows committed")
     rerun_on_a_new_cluster(cluster, spec, tmp_path)
     assert not pending(out)
 
