@@ -115,12 +115,12 @@ class RowShaper:
             model=self.model_name,
             mode=prepared.mode,
             reasoning_text=reasoning_text,
-            content=self.decode_answer(answer_ids) if completion.content is None else completion.content,
+            content=self.decode_answer(answer_ids, prepared.tools) if completion.content is None else completion.content,
             sample_index=sample_index,
             max_thinking_tokens=budget,
             logprobs=self.logprobs(completion, prepared.logprobs, reasoning_ids),
             structured=prepared.structured,
-            tool_parser=self.tool_parser.parse,
+            tool_parser=self.tool_parser.parse if prepared.tools else None,
             finish_reason=completion.finish_reason,
             reasoning_end=reasoning_end(
                 prepared.mode, ids, self.end_token_id,
@@ -131,11 +131,11 @@ class RowShaper:
             completion_tokens=len(ids),
         )
 
-    def decode_answer(self, answer_ids: list[int]) -> str:
-        """The answer's text. A tool parser that reads special-token markers (vLLM's `deepseek_v3`,
-        `ToolParser.keeps_special_tokens`) gets them kept, without a final end-of-text token; otherwise
-        special tokens are skipped (`decode`)."""
-        if not self.tool_parser.keeps_special_tokens:
+    def decode_answer(self, answer_ids: list[int], tools: bool) -> str:
+        """The answer's text. For a record that offered `tools`, a tool parser that reads special-token
+        markers (vLLM's `deepseek_v3`, `ToolParser.keeps_special_tokens`) gets them kept, without a final
+        end-of-text token; otherwise special tokens are skipped (`decode`)."""
+        if not (tools and self.tool_parser.keeps_special_tokens):
             return self.decode(answer_ids)
         if answer_ids and answer_ids[-1] == self.tokenizer.eos_token_id:
             answer_ids = answer_ids[:-1]

@@ -29,6 +29,9 @@ class EngineInput:
     budget: BudgetPlan | None
     n: int = 1
     structured: dict | None = None  # `records.Request.structured`
+    # The request offered tools: only then is its answer read for tool calls, as vLLM's server does (it runs
+    # a tool parser only for requests with `tools`) and OpenAI's API returns such text as plain content.
+    tools: bool = False
     logprobs: int | None = None
     max_thinking_tokens: int | None = None  # the budget `budget` plans (its row's column)
     # A budget sweep: every budget of the record in its order, with its plan (None: no budget, or reasoning
@@ -135,6 +138,7 @@ class PromptBuilder:
             budget=self._plan(request, mode, prompt, largest),
             n=request.n,
             structured=request.structured,
+            tools=bool(request.tools),
             logprobs=request.logprobs,
             max_thinking_tokens=largest,
             sweep=tuple((b, self._plan(request, mode, prompt, b)) for b in budgets) if len(budgets) > 1 else (),

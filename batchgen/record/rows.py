@@ -104,15 +104,18 @@ def answer_row(
     *, record_id: str, model: str, mode: str, reasoning_text: str | None, content: str, finish_reason: str,
     reasoning_end: str | None, prompt_tokens: int, reasoning_tokens: int, completion_tokens: int,
     sample_index: int = 0, max_thinking_tokens: int | None = None, logprobs: dict | None = None,
-    structured: dict | None = None, tool_parser: ToolParse = parse_tool_calls,
+    structured: dict | None = None, tool_parser: ToolParse | None = parse_tool_calls,
 ) -> dict:
     """The row of a generated answer. A structured answer (`structured`, `records.Request.structured`) is
     checked (`outputs.check_structured`); otherwise tool calls are parsed out of `content` by the profile's
-    `tool_parser` (a parse failure keeps the text and says why in `error`); a stop with tool calls is
+    `tool_parser` (a parse failure keeps the text and says why in `error`; None, for a record that offered
+    no tools: the text is the content, whatever it holds); a stop with tool calls is
     `finish_reason` "tool_calls", as in OpenAI's API. Token counts are in tokens; `reasoning_tokens`
     includes the end-of-thinking token."""
     if structured:
         content, tool_calls, error = content.strip(), None, check_structured(content.strip(), structured)
+    elif tool_parser is None:
+        content, tool_calls, error = content.strip(), None, None
     else:
         # Tool-call ids are unique across a record's samples and budgets (sample 0 without a budget keeps the
         # record's own ids).

@@ -102,8 +102,11 @@ def test_logprobs_are_split_like_the_text(shaper, preparer, toy_tokenizer):
     assert all(t["top_logprobs"] == [] for t in row["logprobs"]["content"])  # logprobs without top_logprobs
 
 
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
 def test_a_tool_call_is_parsed_with_ids_unique_per_sample(shaper, preparer, toy_tokenizer):
-    prepared = preparer.prepare({"prompt": "weather?"}, "w")
+    prepared = preparer.prepare({"prompt": "weather?", "tools": [WEATHER_TOOL]}, "w")
     call = json.dumps([{"name": "get_weather", "arguments": {"city": "Paris"}}])
     generated = ids(toy_tokenizer, f"Call it.\n</think>\n\n<TOOLCALL>{call}</TOOLCALL>\n<SPECIAL_12>")
     first, second = (shaper.row(prepared, Completion(generated, "stop"), k, None, None) for k in (0, 1))
@@ -116,15 +119,29 @@ def test_a_tool_call_is_parsed_with_ids_unique_per_sample(shaper, preparer, toy_
     assert row["error"].startswith("tool_call_parse_error: ") and row["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("answer", ['<TOOLCALL>[{"name": </TOOLCALL>', '<TOOLCALL>[{"name": "f", "arguments": {}}]</TOOLCALL>',
+                                    '<tool_call>{"name": </tool_call>', "<SPECIAL_11> x"])
+def test_an_answer_to_a_record_that_offered_no_tools_is_content_whatever_it_holds(preparer, toy_tokenizer, profile,
+                                                                                  answer):
+    # vLLM's server parses tool calls only for requests with tools; OpenAI's API returns the text as content.
+    shaper = make_shaper(toy_tokenizer, preparer, tool_parser_for(profile, toy_tokenizer))
+    prepared = preparer.prepare({"prompt": "weather?", "reasoning": "off"}, "t")
+    row = shaper.row(prepared, Completion(ids(toy_tokenizer, answer + "<SPECIAL_12>"), "stop"), 0, None, None)
+    kept = "x" if answer.startswith("<SPECIAL_11>") else answer  # special tokens skipped, as for any answer
+    assert (row["content"], row["tool_calls"], row["error"], row["finish_reason"]) == (kept, None, None, "stop")
+
+
 def test_a_parser_reading_special_tokens_gets_them_without_the_end_of_text(preparer, toy_tokenizer):
     seen = []
     keeps = ToolParser("markers", keeps_special_tokens=True, _own=lambda text, rid: (seen.append(text) or text, None, None))
     shaper = make_shaper(toy_tokenizer, preparer, keeps)
-    prepared = preparer.prepare({"prompt": "hello", "reasoning": "off"}, "k")
+    prepared = preparer.prepare({"prompt": "hello", "reasoning": "off", "tools": [WEATHER_TOOL]}, "k")
     generated = ids(toy_tokenizer, "Apple<SPECIAL_11>pear<SPECIAL_12>")
     assert shaper.row(prepared, Completion(generated, "stop"), 0, None, None)["content"] == "Apple<SPECIAL_11>pear"
     assert seen == ["Apple<SPECIAL_11>pear"]
-    assert make_shaper(toy_tokenizer, preparer, ToolParser("plain")).decode_answer(generated) == "Applepear"
+    assert make_shaper(toy_tokenizer, preparer, ToolParser("plain")).decode_answer(generated, True) == "Applepear"
+    assert shaper.decode_answer(generated, False) == "Applepear"  # no tools offered: no markers to read
 
 
 def test_a_budget_that_closed_the_reasoning_says_how(shaper, preparer, toy_tokenizer):
@@ -143,7 +160,7 @@ def test_a_shaping_failure_or_a_failed_sample_is_an_engine_error_row(preparer, t
         raise KeyError("no such marker")
 
     shaper = make_shaper(toy_tokenizer, preparer, ToolParser("broken", _own=breaks))
-    prepared = preparer.prepare({"prompt": "hello", "max_thinking_tokens": 5}, "f")
+    prepared = preparer.prepare({"prompt": "hello", "max_thinking_tokens": 5, "tools": [WEATHER_TOOL]}, "f")
     row = shaper.row(prepared, Completion(ids(toy_tokenizer, "Hm.\n</think>\n\nApple"), "stop"), 1, None, 5)
     assert tuple(row) == OUTPUT_FIELDS
     assert (row["error"], row["finish_reason"], row["content"]) == ("engine_error: KeyError: 'no such marker'", "error", None)
