@@ -64,13 +64,49 @@ Content = Annotated[
 ]
 
 
+class FunctionCall(BaseModel):
+    """The function an earlier assistant turn called: `arguments` a JSON object, or its text (OpenAI's form)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: Annotated[str, Field(min_length=1)]
+    arguments: dict[str, Any] | str | None = None
+
+    @field_validator("arguments")
+    @classmethod
+    def _an_object(cls, value: dict | str | None) -> dict:
+        """The arguments as chat templates read them, an object ({} when absent or empty). vLLM's chat front end
+        reads them the same way (vllm/renderers/chat_utils.py, `_postprocess_messages`) but turns text that
+        is not a JSON object into {} with a warning; a batch job would then answer a history that is not the
+        record's, so that is an error naming the field."""
+        if not value:
+            return {}
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise PydanticCustomError("invalid_value", "not JSON: {why}", {"why": str(error)}) from None
+        if not isinstance(parsed, dict):
+            raise PydanticCustomError("invalid_value", "needs a JSON object, not {kind}",
+                                      {"kind": type(parsed).__name__})
+        return parsed
+
+
+class ToolCall(BaseModel):
+    """One call in an earlier assistant turn's `tool_calls`, OpenAI style."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(BaseModel):
     """One chat turn, OpenAI style: content is a string or a list of text parts."""
 
     model_config = ConfigDict(strict=True, extra="allow")
     role: Literal["system", "user", "assistant", "tool"]
     content: Content | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
 
     @model_validator(mode="after")

@@ -82,8 +82,35 @@ def test_assistant_tool_calls_without_content_get_empty_content(absent):
         {"role": "assistant", "tool_calls": [call], **absent},
         {"role": "tool", "content": "sunny"},
     ]}
-    # The card's template reads every turn's content as a string and fails on a null one.
-    assert normalize(raw).messages[1] == {"role": "assistant", "content": "", "tool_calls": [call]}
+    # The card's template reads every turn's content as a string and fails on a null one; arguments are
+    # read as an object, as vLLM's chat front end reads them.
+    assert normalize(raw).messages[1] == {"role": "assistant", "content": "",
+                                          "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {}}}]}
+
+
+@pytest.mark.parametrize("arguments, read", [('{"city": "Oslo"}', {"city": "Oslo"}), ({"city": "Oslo"}, {"city": "Oslo"}),
+                                             ("", {}), (None, {})])
+def test_tool_call_arguments_in_history_are_read_as_an_object(arguments, read):
+    raw = {"messages": [{"role": "user", "content": "weather?"},
+                        {"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "w", "arguments": arguments}}]},
+                        {"role": "tool", "content": "sunny", "tool_call_id": "c1"}, {"role": "user", "content": "so?"}]}
+    (call,) = normalize(raw).messages[1]["tool_calls"]
+    assert call == {"id": "c1", "type": "function", "function": {"name": "w", "arguments": read}}
+
+
+@pytest.mark.parametrize("arguments, says", [
+    ("{bill_total: 100", "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1) "
+                         "(got '{bill_total: 100')"),
+    ("[1, 2]", "needs a JSON object, not list (got '[1, 2]')"),
+])
+def test_tool_call_arguments_in_history_that_are_not_an_object_are_an_error_naming_the_field(arguments, says):
+    raw = {"messages": [{"role": "user", "content": "tip?"},
+                        {"role": "assistant", "content": "", "tool_calls": [
+                            {"function": {"name": "ok", "arguments": "{}"}},
+                            {"function": {"name": "tip", "arguments": arguments}}]},
+                        {"role": "tool", "content": "15"}]}
+    error = normalize(raw)
+    assert (error.code, error.message) == ("invalid_value", f"messages[1].tool_calls[1].function.arguments: {says}")
 
 
 def test_text_parts_are_joined_in_order_with_line_breaks_as_vllm_does():
