@@ -34,7 +34,7 @@ def submit(
     """Validate a job spec here, then run it on a Ray cluster as `batchgen run` with the spec inline."""
     spec = spec_or_exit(job, overrides)
     try:
-        sid = _cluster(jobs.submit, address, spec, pip, env, submission_id)
+        sid = _cluster(jobs.submit, address, spec, pip, env, submission_id, lambda line: typer.echo(line, err=True))
     except SpecError as error:
         raise fail(str(error), 2) from None
     typer.echo(sid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import time
 from collections.abc import Callable, Iterator
 
 from batchgen.spec.job import SECRET_KEY, JobSpec, SpecError
@@ -77,13 +78,36 @@ def _call(action: str, fn: Callable, *args, **kwargs):
         raise ClusterError(f"{action}: {_first_line(error)}") from None
 
 
-def submit(address: str | None, spec: JobSpec, pip: list[str], env: list[str], submission_id: str | None) -> str:
+# What Ray's job server answers while a head that started seconds ago has no job agent yet (Ray 2.60:
+# "Request failed with status code 500: No available agent to submit job, please try again later.."):
+# transient by Ray's own word, so waited out.
+AGENT_NOT_READY = "No available agent to submit job"
+AGENT_WAIT_S = 120.0
+
+
+def submit(address: str | None, spec: JobSpec, pip: list[str], env: list[str], submission_id: str | None,
+           waiting: Callable[[str], None] = lambda line: None, wait_s: float = AGENT_WAIT_S) -> str:
+    """Submits `spec` as `batchgen run`; returns the submission id. While the head has no job agent yet,
+    says so once through `waiting` and tries again every 2 s for up to `wait_s` seconds; raises
+    ClusterError (one line) when the cluster refuses or the wait passes."""
     check_portable(spec)
     environment = runtime_env(pip, env) or None  # refused before anything reaches the cluster
-    return _call(
-        "submit", client(address).submit_job, entrypoint=entrypoint(spec), runtime_env=environment,
-        submission_id=submission_id, metadata={"batchgen_job": spec.name},
-    )
+    jobs = client(address)
+    deadline, said = time.monotonic() + wait_s, False
+    while True:
+        try:
+            return jobs.submit_job(entrypoint=entrypoint(spec), runtime_env=environment,
+                                   submission_id=submission_id, metadata={"batchgen_job": spec.name})
+        except Exception as error:
+            if AGENT_NOT_READY not in str(error):
+                raise ClusterError(f"submit: {_first_line(error)}") from None
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"submit: the cluster's job agent did not come up in {wait_s:.0f} s "
+                                   f"({_first_line(error)})") from None
+            if not said:
+                waiting(f"batchgen: waiting for the cluster's job agent (Ray says: {_first_line(error)})")
+                said = True
+            time.sleep(2)
 
 
 def status(address: str | None, submission_id: str) -> str:

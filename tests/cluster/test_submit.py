@@ -15,7 +15,7 @@ import pytest
 from tests import ROOT, free_port
 
 VENV_BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.engine
+with_engine = pytest.mark.engine  # the tests that run a job on the head (the toy model's engine)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,10 @@ def wait_for(address, sid, states, timeout=300):
     raise AssertionError(f"{sid} never reached {states}")
 
 
+@with_engine
 def test_submit_the_demo_and_wait_for_success(head, tmp_path):
+    # The module's first test: it submits the moment `ray start --head` returns, when the head may have no
+    # job agent yet (batchgen waits that out).
     out = tmp_path / "out"
     started = time.monotonic()
     proc = batchgen("submit", ROOT / "jobs" / "demo.yaml", *demo_overrides(out), "--address", head, "--wait",
@@ -89,6 +92,7 @@ def test_submit_the_demo_and_wait_for_success(head, tmp_path):
     assert "demo-wait\tSUCCEEDED\tdemo" in listed
 
 
+@with_engine
 def test_stop_a_running_job(head, tmp_path):
     proc = batchgen("submit", ROOT / "jobs" / "demo.yaml", *demo_overrides(tmp_path / "out"), "--address", head)
     sid = proc.stdout.strip()
@@ -100,6 +104,7 @@ def test_stop_a_running_job(head, tmp_path):
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
 
+@with_engine
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -121,3 +126,35 @@ def test_an_unreachable_address_is_one_clear_line():
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("batchgen: cannot reach the Ray job server at http://127.0.0.1:")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+class Refusing:
+    """A job server that answers as Ray 2.60's does while a new head has no job agent, `refusals` times."""
+
+    def __init__(self, refusals: int):
+        self.refusals, self.calls = refusals, 0
+
+    def submit_job(self, **request):
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise RuntimeError("Request failed with status code 500: No available agent to submit job, please try "
+                               "again later..")
+        return "raysubmit_1"
+
+
+def test_a_head_without_its_job_agent_yet_is_waited_for_saying_so(monkeypatch):
+    from batchgen.cluster import submit as jobs
+    from batchgen.spec.job import parse_spec
+
+    spec = parse_spec({"name": "w", "model": {"path": "m"}, "input": {"uri": "s3://b/in.jsonl"},
+                       "output": {"uri": "s3://b/out"}})
+    server, said = Refusing(2), []
+    monkeypatch.setattr(jobs, "client", lambda address: server)
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    assert jobs.submit("http://h:8265", spec, [], [], None, said.append) == "raysubmit_1"
+    assert server.calls == 3 and said == [
+        "batchgen: waiting for the cluster's job agent (Ray says: Request failed with status code 500: No available "
+        "agent to submit job, please try again later..)"]
+    monkeypatch.setattr(jobs, "client", lambda address: Refusing(10**9))
+    with pytest.raises(jobs.ClusterError, match=r"^submit: the cluster's job agent did not come up in 0 s \(Request failed"):
+        jobs.submit("http://h:8265", spec, [], [], None, wait_s=0)
