@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from batchgen.core.identity import InputNames, row_ids
 from batchgen.core.passthrough import infer_fields
 from batchgen.core.storage import InputSet, compression_of
-from batchgen.record.contract import INPUT_FIELDS, RecordError, parse_json_line
+from batchgen.record.contract import INPUT_FIELDS, RecordError, not_text, parse_json_line
 from batchgen.record.openai_batch import record_of
 
 SOURCE, INDEX, LINE, TYPES = "__batchgen_source", "__batchgen_index", "__batchgen_line", "__batchgen_types"
@@ -69,9 +69,12 @@ def parse_lines(lines: list[bytes], openai: bool) -> tuple[list[dict | RecordErr
     """JSONL lines as raw records (or why a line is not one), and each line's own id (None where it has
     none); OpenAI Batch API lines as the records they ask for (`openai_batch.record_of`), their
     `custom_id` the id even of a line that cannot run."""
-    records = [parse_json_line(line) for line in lines]
-    raw_ids = [r.get("custom_id" if openai else "id") if isinstance(r, dict) else None for r in records]
-    return [record_of(r) if openai and isinstance(r, dict) else r for r in records], raw_ids
+    parsed = [parse_json_line(line) for line in lines]
+    # A record holding a string that is not text is an error row, under its own id when that one is text.
+    raw_ids = [r.get("custom_id" if openai else "id") if isinstance(r, dict) else None for r in parsed]
+    raw_ids = [None if not_text(rid) else rid for rid in raw_ids]
+    records = [(not_text(r) or (record_of(r) if openai else r)) if isinstance(r, dict) else r for r in parsed]
+    return records, raw_ids
 
 
 def _jsonl_blocks(stream, path: str, names: InputNames, duplicate_places: frozenset, scan: bool,

@@ -435,6 +435,33 @@ def parse_json_line(line: bytes) -> dict | RecordError:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         return RecordError("invalid_json", f"{error.msg} at column {error.colno}")
+    except RecursionError:
+        return RecordError("invalid_json", "nested deeper than a JSON reader can follow")
     if not isinstance(value, dict):
         return RecordError("invalid_json", f"a record is a JSON object, got {type(value).__name__}")
     return value
+
+
+def not_text(value, path: str = "") -> RecordError | None:
+    """Why a parsed JSON value holds a string that is not text, or None. JSON may escape half of a UTF-16
+    pair on its own (`"\\udc80"`, as tools that cut UTF-16 text mid-pair write it) and Python reads it, but
+    UTF-8 cannot hold it: Arrow, Parquet and tokenizers refuse it. The error names the field as the user
+    writes it (`messages[0].content`) and where in the string it is."""
+    if isinstance(value, str):
+        for index, char in enumerate(value):
+            if "\ud800" <= char <= "\udfff":
+                return RecordError("invalid_utf8", f"{path or 'value'}: {char!r} at character {index} is half of a "
+                                                   f"UTF-16 pair, which is not text (got {value!r:.80})")
+        return None
+    if isinstance(value, dict):
+        for key in value:
+            # The path is text even where the key is not: a surrogate is written as its escape.
+            name = key.encode("utf-8", "backslashreplace").decode()
+            where = f"{path}.{name}" if path else name
+            if error := not_text(key, f"{where} (the key)") or not_text(value[key], where):
+                return error
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if error := not_text(item, f"{path}[{index}]"):
+                return error
+    return None

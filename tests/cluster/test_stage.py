@@ -238,3 +238,30 @@ def test_an_output_store_lost_mid_job_ends_it_within_seconds_saying_so(tmp_path,
     assert said.startswith(f"the output store stopped answering (s3://lost-store/out: EndpointConnectionError: Could "
                            f"not connect to the endpoint URL: \"{endpoint}/"), said
     assert said.endswith("what the job committed is kept, and the same command run again resumes once it answers")
+
+
+def test_values_python_reads_but_arrow_or_a_tokenizer_refuse_are_error_rows_and_the_job_goes_on(tmp_path, ray_cluster):
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = [
+        '{"id": "surrogate-in-passthrough", "prompt": "x", "note": "tail \\udc80"}',
+        '{"id": "surrogate-in-prompt", "prompt": "cut \\ud83d"}',
+        '{"id": "surrogate-in-a-key", "prompt": "x", "meta": {"k\\udc80": 1}}',
+        '{"id": "id-cut\\udc80", "prompt": "x"}',
+        '{"id": "too-deep", "prompt": "x", "tree": ' + deep + '}',
+        '{"id": "big", "prompt": "x", "count": 123456789012345678901234567890}',
+        '{"id": "huge-float", "prompt": "x", "weight": 1e400}',
+        *[json.dumps(ok(i)) for i in range(4)],
+    ]
+    stats = run(job(tmp_path, lines, errors={"max_fraction": 0.9}), replica_factory=StandIn)
+    rows = {r["id"]: r for r in rows_of(tmp_path / "out")}
+    assert stats.records == len(lines) == len(rows)
+    assert rows["surrogate-in-passthrough"]["error"] == (
+        "invalid_utf8: note: '\\udc80' at character 5 is half of a UTF-16 pair, which is not text (got 'tail \\udc80')")
+    assert rows["surrogate-in-prompt"]["error"].startswith("invalid_utf8: prompt: '\\ud83d' at character 4 ")
+    assert rows["surrogate-in-a-key"]["error"].startswith("invalid_utf8: meta.k\\udc80 (the key): ")
+    assert rows["in.jsonl:4"]["error"].startswith("invalid_utf8: id: '\\udc80' at character 6 ")  # no id of its own
+    assert rows["in.jsonl:5"]["error"] == "invalid_json: nested deeper than a JSON reader can follow"
+    assert [rows[f"r{i}"]["error"] for i in range(4)] == [None] * 4
+    # what Arrow can hold is kept: an integer past int64 as its digits (`passthrough`), 1e400 as Python reads it
+    assert (rows["big"]["error"], rows["big"]["count"]) == (None, "123456789012345678901234567890")
+    assert (rows["huge-float"]["error"], rows["huge-float"]["weight"]) == (None, float("inf"))

@@ -190,3 +190,14 @@ def test_parquet_written_by_pandas(tmp_path):
 
 
 
+
+
+def test_a_string_that_is_not_text_is_named_by_its_path_wherever_it_is():
+    from batchgen.record.contract import not_text
+
+    record = {"prompt": "fine", "messages": [{"role": "user", "content": [{"type": "text", "text": "a\udfffb"}]}]}
+    assert str(not_text(record)) == ("invalid_utf8: messages[0].content[0].text: '\\udfff' at character 1 is half of "
+                                     "a UTF-16 pair, which is not text (got 'a\\udfffb')")
+    assert not_text({"prompt": "ok \U0001F600", "tags": ["é", {"k": 1}]}) is None  # a whole pair is text
+    assert parse_json_line(b'{"t": ' + b"[" * 50_000 + b"]" * 50_000 + b"}") == RecordError(
+        "invalid_json", "nested deeper than a JSON reader can follow")
