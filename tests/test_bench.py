@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.engine
+# About 18 minutes (every benchmark starts its engines): `make bench` runs it, before the benchmarks.
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
 def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):

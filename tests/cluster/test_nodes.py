@@ -228,7 +228,7 @@ def test_a_lost_worker_node_loses_no_record_and_the_job_waits_for_a_node_then_fi
     assert shown == sorted(shown) and shown[-1] == 320
 
 
-@pytest.mark.outage
+@pytest.mark.slow
 def test_a_lost_head_ends_the_run_saying_so_and_a_rerun_on_a_new_cluster_completes_it(tmp_path, cluster):
     first = cluster(2)
     first.add(2)
@@ -258,7 +258,7 @@ def test_a_lost_head_ends_the_run_saying_so_and_a_rerun_on_a_new_cluster_complet
           f"the rerun on a new cluster took {time.monotonic() - rerun_started:.0f} s")
 
 
-@pytest.mark.outage
+@pytest.mark.slow
 def test_a_cluster_lost_in_the_middle_of_a_commit_is_resumed_exactly_once(tmp_path, cluster):
     # Every node and the driver killed the moment a commit is under way (Ray Data's pending checkpoint
     # written, not yet renamed), as a whole spot fleet reclaimed at once; a new cluster reruns the job.

@@ -297,31 +297,31 @@ def test_an_openai_batch_file_runs_unchanged_and_is_answered_in_kind(tmp_path, r
 
 
 def test_a_rerun_of_a_sampled_job_draws_the_same_samples(tmp_path, ray_cluster):
-    # n samples at temperature 1, seeds from the job's seed: another run, batched differently, writes the
+    # n samples at temperature 1, seeds from the job's seed: a resumed run, batched differently, writes the
     # same rows; another job seed draws others.
     records = [{"id": f"r{i}", "prompt": corpus.steps_prompt(word), "n": 2, "temperature": 1.0, "max_tokens": 24}
                for i, word in enumerate(["river", "stone", "apple"])]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
-    def answers(out, **sections):
-        run(job(tmp_path / "in.jsonl", tmp_path / out, **sections))
+    def answers(out):
         rows = read_rows(tmp_path / out).to_pylist()
         return sorted((r["id"], r["sample_index"], r["reasoning_content"]) for r in rows)
 
-    first = answers("a", scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 3})
+    run(job(tmp_path / "in.jsonl", tmp_path / "a", scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 1},
+            output={"uri": str(tmp_path / "a"), "min_rows_per_file": 1}))
+    first = answers("a")
     assert [(rid, k) for rid, k, _ in first] == [(f"r{i}", k) for i in range(3) for k in range(2)]
-    one_by_one = {"scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": 1},
-                  "output": {"uri": str(tmp_path / "b"), "min_rows_per_file": 1}}
-    assert first == answers("b", **one_by_one)
-    # A resumed job: one committed data file and its checkpoint entry gone, as if the job had been killed
-    # before them; the resume runs those records again and draws the same samples.
-    data = sorted((tmp_path / "b").glob("part-*.parquet"))
+    # A resumed job: two committed data files and their checkpoint entries gone, as if the job had been
+    # killed before them; the resume runs those records again, in one batch this time, and draws the same
+    # samples.
+    data = sorted((tmp_path / "a").glob("part-*.parquet"))
     assert len(data) == 3
-    (tmp_path / "b" / "_SUCCESS").unlink()
-    data[1].unlink()
-    (tmp_path / "b" / "_checkpoint" / (data[1].name.rsplit("-", 1)[0] + ".parquet")).unlink()
-    stats = run(job(tmp_path / "in.jsonl", tmp_path / "b", **one_by_one))
-    assert (stats.skipped_already_done, stats.records, stats.rows) == (2, 3, 6)
-    rows = read_rows(tmp_path / "b").to_pylist()
-    assert sorted((r["id"], r["sample_index"], r["reasoning_content"]) for r in rows) == first
-    assert first != answers("c", seed=1)
+    (tmp_path / "a" / "_SUCCESS").unlink()
+    for lost in data[1:]:
+        lost.unlink()
+        (tmp_path / "a" / "_checkpoint" / (lost.name.rsplit("-", 1)[0] + ".parquet")).unlink()
+    stats = run(job(tmp_path / "in.jsonl", tmp_path / "a", scaling={"replicas": 1, "gpus_per_replica": 0, "batch_size": 3}))
+    assert (stats.skipped_already_done, stats.records, stats.rows) == (1, 3, 6)
+    assert answers("a") == first
+    run(job(tmp_path / "in.jsonl", tmp_path / "c", seed=1))
+    assert answers("c") != first

@@ -87,7 +87,8 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+# On local disk in `make bench` (`slow`): the object store's run proves the same and more in `make test`.
+@pytest.mark.parametrize("where", [pytest.param("local", marks=pytest.mark.slow), "s3"])
 def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, where, request):
     if where == "s3":
         import s3fs
