@@ -8,7 +8,8 @@ Each record is answered from its own fields (passed through to its row like any 
 - `delay`: seconds before its row (or its engine death) arrives, so batches overlap on the replica;
 - `die`: "once" kills the engine the first time the record runs in any process (a marker file named after
   the record's id, in the directory the spec's `engine.standin_markers` names, says it already did);
-  "always" kills it every time. A death is a Future that raises `EngineDied`, as a real replica's does.
+  "always" kills it every time. A death fails the Future of every record on the engine with `EngineDied`,
+as a real replica's does.
 
 A spec's `engine.standin_refuse` makes every replica's engine refuse to start, raising a RuntimeError with
 that message, as a vLLM engine that cannot get its memory does.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
 from batchgen.core.flow import EngineDied
@@ -30,6 +31,7 @@ from batchgen.record.rows import answer_row, error_row
 
 MODEL = "standin:pipeline-logic"
 MARKERS = "standin_markers"  # the spec's `engine` key naming the marker directory of `die: once`
+DEATHS = "deaths.log"  # in the marker directory: a line per engine death, naming the record that caused it
 REFUSE = "standin_refuse"  # the spec's `engine` key: every engine refuses to start, with this message
 
 
@@ -44,13 +46,25 @@ class StandIn:
         markers = spec.engine.get(MARKERS)
         self.markers = Path(markers) if markers else None
         self.timers: list[threading.Timer] = []
+        self.lock = threading.Lock()
+        self.running: set[Future] = set()
 
     def submit(self, records: list[dict], ids: list[str]) -> list[Future]:
         return [self._start(raw, rid) for raw, rid in zip(records, ids)]
 
     def _start(self, raw: dict, rid: str) -> Future:
         future: Future = Future()
-        outcome = self._outcome(raw, rid)
+        with self.lock:
+            self.running.add(future)
+        future.add_done_callback(self._forget)
+        settle = self._outcome(raw, rid)
+
+        def outcome(future: Future) -> None:
+            try:
+                settle(future)
+            except InvalidStateError:  # the engine died first: the death is this record's outcome
+                pass
+
         delay = raw.get("delay")
         if isinstance(delay, (int, float)) and delay > 0:
             timer = threading.Timer(delay, outcome, args=(future,))
@@ -66,12 +80,30 @@ class StandIn:
         if isinstance(request, RecordError):
             return lambda future: future.set_result([error_row(rid, self.model_name, request)])
         if self._dies(raw.get("die"), rid):
-            return lambda future: future.set_exception(EngineDied(f"stand-in engine killed by record {rid}"))
+            return lambda future: self._die(future, rid)
         prompt = str(request.messages[-1]["content"])
         row = answer_row(record_id=rid, model=self.model_name, mode="off", reasoning_text=None,
                          content=f"echo: {prompt}", finish_reason="stop", reasoning_end=None,
                          prompt_tokens=len(prompt.split()), reasoning_tokens=0, completion_tokens=len(prompt.split()) + 1)
         return lambda future: future.set_result([row])
+
+    def _forget(self, future: Future) -> None:
+        with self.lock:
+            self.running.discard(future)
+
+    def _die(self, future: Future, rid: str) -> None:
+        """The engine dies, and with it every record on it, as a vLLM engine fails every request it holds."""
+        with self.lock:
+            doomed = [future, *(f for f in self.running if f is not future)]
+        if self.markers is not None:  # a line per death, for tests that count them
+            with open(self.markers / DEATHS, "a") as log:
+                log.write(rid + "\n")
+        error = EngineDied(f"stand-in engine killed by record {rid}")
+        for each in doomed:
+            try:
+                each.set_exception(error)
+            except InvalidStateError:  # it finished first
+                pass
 
     def _dies(self, how, rid: str) -> bool:
         if how == "always":

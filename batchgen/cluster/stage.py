@@ -2,8 +2,8 @@
 actor every replica reports to (`progress_actor`), and the driver's loop that reads it (`watch`).
 
 A stage decodes its block (`batchgen.core.blocks`), runs the records through the replica's record pool
-(`batchgen.core.flow`), and writes a record that ran through `ENGINE_MAX_CRASHES` engine deaths as an
-error row; the progress actor keeps the job's shared tally and ledgers (`batchgen.core.stats`,
+(`batchgen.core.flow`) and suspect lane (`batchgen.core.suspects`), and writes the record found to kill
+its engine as an error row; the progress actor keeps the job's shared tally and ledgers (`batchgen.core.stats`,
 `batchgen.core.ledger`), so the early stop (`TooManyErrors`) and the crash counts hold across replicas.
 """
 
@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Protocol
 
 from batchgen.core.blocks import assemble, decode, gather
@@ -21,6 +21,7 @@ from batchgen.core.deadline import in_thread
 from batchgen.core.failures import root_cause
 from batchgen.core.flow import EngineDied, RecordPool
 from batchgen.core.ledger import CrashLedger, HandedOut
+from batchgen.core.suspects import KILLS_ALONE, MAX_DEATHS, SuspectLane
 from batchgen.core.passthrough import Passthrough
 from batchgen.core.stats import Tally
 from batchgen.record.contract import RecordError
@@ -29,7 +30,6 @@ from batchgen.spec.job import JobSpec
 from batchgen.spec.placement import shortfall
 from batchgen.views.progress import Snapshot
 
-ENGINE_MAX_CRASHES = 3  # engine deaths a record may run through before it is written as an error row
 UNANSWERED_S = 10.0  # seconds the progress actor may take to answer before the display says the cluster is lost
 
 
@@ -76,9 +76,13 @@ class GenerateStage:
         self.passthrough = Passthrough.from_json(passthrough)
         self.openai_input = spec.input.format == "openai"
         self.pool = RecordPool()
-        # Records that were running when an engine died run one at a time, so the one that kills the
-        # engine is found and, after ENGINE_MAX_CRASHES deaths, written as an error row instead of looping.
-        self.suspects = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchgen-suspects")
+        # Everything goes onto the engine through the lane: records that were on an engine when it died are
+        # narrowed down to the one that kills it (`batchgen.core.suspects`), and at a death the lane knows
+        # which records the engine died with.
+        self.lane = SuspectLane(self.replica.submit, spec.scaling.records_in_flight)
+        self.begun: set[str] = set()  # records this process began and has not handed out
+        self.begun_lock = threading.Lock()
+        self.dying = threading.Lock()
 
     def __call__(self, block):
         import ray
@@ -86,38 +90,58 @@ class GenerateStage:
         batch = decode(block, self.passthrough, self.duplicate_errors, openai=self.openai_input)
         model = self.replica.model_name
         added = 0
-        fresh = []
-        for i, (crashes, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
+        fresh, suspects = [], []
+        for i, (deaths, alone, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
             if handed_out:  # a retried batch: another call of the replica that died already returned this row
                 continue
             added += 1
+            with self.begun_lock:
+                self.begun.add(batch.ids[i])
             if isinstance(batch.records[i], RecordError):
                 self.pool.add([error_row(batch.ids[i], model, batch.records[i])], (batch, i))
-            elif crashes >= ENGINE_MAX_CRASHES:
-                error = RecordError("engine_crash", f"the engine died {crashes} times while this record ran")
+            elif alone >= KILLS_ALONE or deaths >= MAX_DEATHS:
+                how = f"{alone} times while this record ran alone on it" if alone >= KILLS_ALONE else \
+                    f"{deaths} times while this record ran"
+                error = RecordError("engine_crash", f"the engine died {how}")
                 self.pool.add([error_row(batch.ids[i], model, error)], (batch, i))
-            elif crashes:
-                self.pool.submit(self.suspects.submit(self._alone, batch.records[i], batch.ids[i]), (batch, i))
+            elif deaths:
+                suspects.append((i, deaths))
             else:
                 fresh.append(i)
-        for i, future in zip(fresh, self.replica.submit([batch.records[i] for i in fresh], [batch.ids[i] for i in fresh])):
+        futures = self.lane.suspects([batch.records[i] for i, _ in suspects], [batch.ids[i] for i, _ in suspects],
+                                     [deaths for _, deaths in suspects])
+        futures += self.lane.fresh([batch.records[i] for i in fresh], [batch.ids[i] for i in fresh])
+        for i, future in zip([i for i, _ in suspects] + fresh, futures):
             self.pool.submit(future, (batch, i))
         try:
             taken = self.pool.take(added)
         except EngineDied:
-            # Only a new process can host a new engine: Ray restarts this actor and retries its batches.
-            os._exit(1)
+            self._died()
         rows, columns = gather(taken)
+        ids = [record_rows[0]["id"] for record_rows, _ in taken]
+        with self.begun_lock:
+            self.begun.difference_update(ids)
         verdict = ray.get(self.progress.taken.remote(
-            [record_rows[0]["id"] for record_rows, _ in taken], len(rows), sum(r["error"] is not None for r in rows),
-            sum(r["completion_tokens"] for r in rows)))
+            ids, len(rows), sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
         return assemble(rows, columns, self.passthrough)
 
-    def _alone(self, record: dict, rid: str) -> list[dict]:
-        return self.replica.submit([record], [rid])[0].result()
+    def _died(self) -> None:
+        """The engine is gone: tells the progress actor which records it died with (and which this process
+        began without starting them: no death for those), then ends the process. Only a new process can
+        host a new engine: Ray restarts this actor and retries its batches."""
+        import ray
 
+        # Every call waiting on the engine sees its death: one reports it, once, and ends the process.
+        self.dying.acquire()
+        on_engine = self.lane.on_engine()
+        with self.begun_lock:
+            waiting = sorted(self.begun.difference(on_engine))
+        try:
+            ray.get(self.progress.died.remote(on_engine, waiting), timeout=10)
+        finally:  # unsaid, each record this process began counts one death (`CrashLedger`)
+            os._exit(1)
 
 def progress_actor(max_fraction: float, min_records: int):
     """Starts the job's progress actor (no CPU slot): its tally judges the early stop with `max_fraction`
@@ -135,13 +159,16 @@ def progress_actor(max_fraction: float, min_records: int):
             self.ledger = CrashLedger()
             self.handed_out = HandedOut()
 
-        def begin(self, ids: list[str]) -> list[tuple[int, bool]]:
-            """Per record: the engine deaths it ran through, and whether its row was already handed out
-            (then it is not begun: it must not run again)."""
+        def begin(self, ids: list[str]) -> list[tuple[int, int, bool]]:
+            """Per record: the engine deaths it was on the engine for, those alone on it, and whether its row
+            was already handed out (then it is not begun: it must not run again)."""
             handed = [rid in self.handed_out for rid in ids]
-            crashes = self.ledger.begin([rid for rid, done in zip(ids, handed) if not done])
-            counts = iter(crashes)
-            return [(0, True) if done else (next(counts), False) for done in handed]
+            counts = iter(self.ledger.begin([rid for rid, done in zip(ids, handed) if not done]))
+            return [(0, 0, True) if done else (*next(counts), False) for done in handed]
+
+        def died(self, on_engine: list[str], waiting: list[str]) -> None:
+            """A replica's engine died with `on_engine` on it; `waiting` it had begun but not started."""
+            self.ledger.died(on_engine, waiting)
 
         def new_pass(self) -> None:
             """Forgets the handed-out ids: a pass runs only what the checkpoint has not committed, so an id

@@ -44,29 +44,45 @@ class FirstOccurrences:
 
 
 class CrashLedger:
-    """Counts, per record, the engine deaths it was running through, so that a record which kills its
-    replica again and again ends as an error row instead of looping. A record begun and never ended was
-    running when its replica died (Ray restarts the replica and retries the batch)."""
+    """Counts, per record, the engine deaths it was on the engine for, and those it was alone on the engine
+    for, so that the record that kills its replica is found (`batchgen.core.suspects` narrows the suspects
+    down) and ends as an error row instead of looping, while no record pays for another's deaths.
+
+    A dying replica says which records were on its engine (`died`); one that vanished without a word (its
+    node lost, its process killed) leaves its records begun and never ended, and each counts one death,
+    not alone (a death alone is proof only when the replica said so)."""
 
     def __init__(self) -> None:
-        self._running: set[str] = set()
-        self._crashes: dict[str, int] = {}
+        self._begun: set[str] = set()
+        self._deaths: dict[str, tuple[int, int]] = {}  # id -> (deaths, deaths alone)
 
-    def peek(self, record_ids: list[str]) -> list[int]:
-        """How many engine deaths each record has been through, counting a run that never ended."""
-        return [self._crashes.get(r, 0) + (r in self._running) for r in record_ids]
-
-    def begin(self, record_ids: list[str]) -> list[int]:
-        counts = self.peek(record_ids)
-        for rid, count in zip(record_ids, counts):
-            self._crashes[rid] = count
-            self._running.add(rid)
+    def begin(self, record_ids: list[str]) -> list[tuple[int, int]]:
+        """(deaths, deaths alone) of each record, which is now running; one begun before and never ended
+        nor reported counts one more death."""
+        counts = []
+        for rid in record_ids:
+            deaths, alone = self._deaths.get(rid, (0, 0))
+            if rid in self._begun:
+                deaths += 1
+            if deaths:
+                self._deaths[rid] = (deaths, alone)
+            self._begun.add(rid)
+            counts.append((deaths, alone))
         return counts
+
+    def died(self, on_engine: list[str], waiting: list[str]) -> None:
+        """A replica's engine died with `on_engine` running on it (alone when there is one) while `waiting`
+        had been begun there but not started: those count no death."""
+        for rid in on_engine:
+            deaths, alone = self._deaths.get(rid, (0, 0))
+            self._deaths[rid] = (deaths + 1, alone + (len(on_engine) == 1))
+        self._begun.difference_update(on_engine)
+        self._begun.difference_update(waiting)
 
     def end(self, record_ids: list[str]) -> None:
         for rid in record_ids:
-            self._running.discard(rid)
-            self._crashes.pop(rid, None)
+            self._begun.discard(rid)
+            self._deaths.pop(rid, None)
 
 
 class HandedOut:

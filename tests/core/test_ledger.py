@@ -20,12 +20,23 @@ def test_first_occurrence_wins_whatever_order_batches_arrive_in():
     assert FirstOccurrences().later_occurrences() == {}
 
 
-def test_crash_ledger_counts_only_runs_that_never_ended():
+def test_crash_ledger_counts_a_death_for_runs_that_never_ended_nor_were_reported():
     ledger = CrashLedger()
-    assert ledger.begin(["a", "b"]) == [0, 0]
-    ledger.end(["b"])  # b finished; a was running when the replica died
-    assert ledger.peek(["a", "b", "c"]) == [1, 0, 0]
-    assert ledger.begin(["a"]) == [1]
-    assert ledger.begin(["a"]) == [2]  # died again
+    assert ledger.begin(["a", "b"]) == [(0, 0), (0, 0)]
+    ledger.end(["b"])  # b finished; a was running when its replica vanished without a word
+    assert ledger.begin(["a", "b", "c"]) == [(1, 0), (0, 0), (0, 0)]
+    assert ledger.begin(["a"]) == [(2, 0)]  # vanished again
     ledger.end(["a"])
-    assert ledger.peek(["a"]) == [0]
+    assert ledger.begin(["a"]) == [(0, 0)]
+
+
+def test_crash_ledger_counts_what_a_dying_replica_reports_and_deaths_alone():
+    ledger = CrashLedger()
+    ledger.begin(["k", "x", "w"])
+    ledger.died(on_engine=["k", "x"], waiting=["w"])  # w was begun, never on the engine: no death
+    assert ledger.begin(["k", "x", "w"]) == [(1, 0), (1, 0), (0, 0)]
+    ledger.died(on_engine=["k"], waiting=["x", "w"])  # k alone on the engine
+    assert ledger.begin(["k", "x"]) == [(2, 1), (1, 0)]
+    ledger.end(["x"])
+    ledger.died(on_engine=["k"], waiting=[])
+    assert ledger.begin(["k"]) == [(3, 2)]
