@@ -77,8 +77,22 @@ class Cluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def add(self, cpus: int, head: bool = False) -> subprocess.Popen:
-        """Starts a node and waits until the cluster counts its CPUs."""
+    def add(self, cpus: int, head: bool = False, tries: int = 3) -> subprocess.Popen:
+        """Starts a node and waits until the cluster counts its CPUs. A worker whose start fails (on a
+        loaded machine `ray start` can time out reaching the GCS) is started again, as a cluster's node
+        provider would, up to `tries` times."""
+        for attempt in range(1, tries + 1):
+            node = self._start(cpus, head)
+            self._until(lambda: self.cpus() >= sum(self.alive.values()) or node.poll() is not None,
+                        f"a node with {cpus} CPUs never joined")
+            if node.poll() is None:
+                return node
+            self.alive.pop(node.pid, None)
+            if head:
+                break
+        raise AssertionError(f"a node with {cpus} CPUs failed to start {attempt} times (its logs: {self.logs})")
+
+    def _start(self, cpus: int, head: bool) -> subprocess.Popen:
         # Every port a node would take by default on its own: another Ray on the machine (a test's local
         # one, a CI run beside it) may hold the defaults, and the node would never come up.
         ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
@@ -94,7 +108,6 @@ class Cluster:
         # What the live nodes hold, not what `ray status` counted before: a node killed moments ago may
         # still be counted until the GCS declares it dead.
         self.alive[node.pid] = cpus
-        self._until(lambda: self.cpus() >= sum(self.alive.values()), f"a node with {cpus} CPUs never joined")
         return node
 
     def cpus(self) -> float:
