@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from batchgen.cluster.ray_io import checkpoint_config, filename_provider, ray_dataset
+from batchgen.cluster.ray_io import checkpoint_config, filename_provider, json_lines_datasink, ray_dataset
 from batchgen.cluster.stage import EngineRefused, GenerateStage, ReplicaLike, progress_actor, watch
 from batchgen.core.blocks import schema
 from batchgen.core.passthrough import Passthrough
@@ -211,7 +211,7 @@ def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPr
     if data_format == "parquet":
         generated.write_parquet(prefix.path, schema=schema(scanned.passthrough), **options)
     else:
-        generated.write_json(prefix.path, **options)
+        generated.write_datasink(json_lines_datasink(prefix.path, scanned.passthrough.json_text, **options))
 
 
 def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float, skipped: int, records: int,

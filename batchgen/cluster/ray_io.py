@@ -1,6 +1,6 @@
 """Ray Data's side of the job's files: the datasource that reads input files as batchgen's blocks
-(`ray_dataset`), and an output prefix's Ray pieces, its row-level checkpoint (`checkpoint_config`) and
-its data files' names (`filename_provider`).
+(`ray_dataset`), and an output prefix's Ray pieces, its row-level checkpoint (`checkpoint_config`), its
+data files' names (`filename_provider`) and the JSON Lines writer (`json_lines_datasink`).
 
 The blocks themselves are `batchgen.core.reading`'s (the same ones `batchgen validate` reads in-process),
 the prefix's layout is `batchgen.core.prefix`'s, and the filesystems are `batchgen.core.storage`'s: this
@@ -12,6 +12,7 @@ from __future__ import annotations
 import fsspec
 
 from batchgen.core import reading
+from batchgen.core.blocks import json_lines
 from batchgen.core.identity import ROW_KEY
 from batchgen.core.prefix import OutputPrefix
 from batchgen.core.storage import InputSet, arrow_fs
@@ -65,3 +66,18 @@ def filename_provider(extension: str):
             return f"part-{write_uuid}-{task_index:06d}.{extension}"
 
     return PartNames()
+
+
+def json_lines_datasink(path: str, json_text: frozenset[str], **options):
+    """Ray Data's block-based file datasink (`options`: its filesystem, filename provider, minimum rows per
+    file) writing output blocks as JSON Lines with `batchgen.core.blocks.json_lines`. Not Ray's own
+    `write_json`: it goes through pandas, which writes an integer column with nulls as floats (`16.0`) and
+    would leave the passthrough values kept as JSON text (`json_text`) strings instead of the values a
+    reader wrote. Ray's checkpoint commits its files like any file datasink's."""
+    from ray.data.datasource import BlockBasedFileDatasink
+
+    class JsonLines(BlockBasedFileDatasink):
+        def write_block_to_file(self, block, file) -> None:
+            file.write(json_lines(block.to_arrow(), json_text))
+
+    return JsonLines(path, **options)

@@ -8,6 +8,10 @@ file of a prefix share one schema.
 
 from __future__ import annotations
 
+import base64
+import datetime
+import decimal
+import json
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -77,3 +81,29 @@ def gather(taken: list[tuple[list[dict], tuple[InputBatch, int]]]) -> tuple[list
     columns = [pa.concat_arrays([batch.passthrough[c].take(indices) for batch, indices, _ in groups])
                for c in range(len(groups[0][0].passthrough))]
     return rows, columns
+
+
+def json_lines(table: pa.Table, json_text: frozenset[str] = frozenset()) -> bytes:
+    """An output block as JSON Lines, a row per line, each value as a JSON reader gets it back: the
+    `json_text` columns (`Passthrough.json_text`) as the JSON values they hold, integers as integers (not
+    `16.0`, as pandas writes an integer column with nulls), Parquet values JSON has no type for as text:
+    dates and times in ISO 8601, durations in seconds, decimals exactly, bytes in base64."""
+    lines = []
+    for row in table.to_pylist():
+        for name in json_text:
+            if row.get(name) is not None:
+                row[name] = json.loads(row[name])
+        lines.append(json.dumps(row, ensure_ascii=False, default=_json_value))
+    return "".join(line + "\n" for line in lines).encode()
+
+
+def _json_value(value):
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} has no JSON form")

@@ -188,6 +188,12 @@ class Passthrough:
                 columns.append(table.column(source).cast(field.type).combine_chunks())
         return columns
 
+    @property
+    def json_text(self) -> frozenset[str]:
+        """The output columns that hold their values as JSON text (Parquet needs one type per column; a
+        JSON Lines file does not, and gets the values back: `blocks.json_lines`)."""
+        return frozenset(field.name for field in self.schema if is_json_text(field))
+
     def to_json(self) -> dict:
         """A JSON-able form (Ray actors get it as a constructor argument; the manifest records it)."""
         return {"schema": self.schema.serialize().to_pybytes().hex(), "sources": self.sources}

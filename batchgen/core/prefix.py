@@ -183,16 +183,35 @@ class OutputPrefix:
 
     def scanner(self, columns: list[str], files: list[str] | None = None):
         """A scanner of the data files over those of `columns` they have (None: all; read in batches:
-        `.to_batches()`), or None when there are none. The format is read from the files' extension."""
+        `.to_batches()`), or None when there are none. The format is read from the files' extension; of
+        JSON Lines files only the row contract's columns are read (`_json_lines_batches`)."""
         import pyarrow.dataset as pads
 
         files = self.data_files() if files is None else files
         if not files:
             return None
-        fmt = "json" if format_of(files[0]) == "jsonl" else "parquet"
-        dataset = pads.dataset(files, filesystem=arrow_fs(self.fs), format=fmt)
-        # Outputs of an earlier version lack the newer columns: read what is there.
+        if format_of(files[0]) == "jsonl":
+            wanted = OUTPUT_SCHEMA if columns is None else pa.schema([f for f in OUTPUT_SCHEMA if f.name in columns])
+            return pads.Scanner.from_batches(self._json_lines_batches(files, wanted), schema=wanted)
+        dataset = pads.dataset(files, filesystem=arrow_fs(self.fs), format="parquet")
         return dataset.scanner(columns=None if columns is None else [c for c in columns if c in dataset.schema.names])
+
+    def _json_lines_batches(self, files: list[str], schema: pa.Schema, rows_per_batch: int = 4096):
+        """JSON Lines data files as batches of the row contract's `schema`, read line by line in Python:
+        a passthrough value may change type from row to row (`blocks.json_lines`), which Arrow's JSON
+        reader refuses even for a column it is told to ignore."""
+        rows = []
+        for path in files:
+            with self.fs.open(path, "rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        row = json.loads(line)
+                        rows.append({name: row.get(name) for name in schema.names})
+                    if len(rows) == rows_per_batch:
+                        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                        rows = []
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows, schema=schema)
 
     def rows(self):
         """Every row written, as dicts, data file by data file (streamed: one batch in memory at a time)."""

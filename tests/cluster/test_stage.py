@@ -274,3 +274,18 @@ def test_values_python_reads_but_arrow_or_a_tokenizer_refuse_are_error_rows_and_
     # what Arrow can hold is kept: an integer past int64 as its digits (`passthrough`), 1e400 as Python reads it
     assert (rows["big"]["error"], rows["big"]["count"]) == (None, "123456789012345678901234567890")
     assert (rows["huge-float"]["error"], rows["huge-float"]["weight"]) == (None, float("inf"))
+
+
+def test_json_lines_output_gives_back_every_passthrough_value_as_written(tmp_path, ray_cluster):
+    values = [{}, [], {"a": 1}, {"b": [1, 2]}, "text", 7, None, [{"deep": {"x": None}}]]
+    records = [ok(i, meta=value, count=i if i % 2 else None) for i, value in enumerate(values)]
+    stats = run(job(tmp_path, records, output={"format": "jsonl"}), replica_factory=StandIn)
+    out = tmp_path / "out"
+    rows = {r["id"]: r for f in sorted(out.glob("part-*.jsonl")) for r in map(json.loads, f.read_text().splitlines())}
+    assert [rows[f"r{i}"]["meta"] for i in range(len(values))] == values
+    assert [rows[f"r{i}"]["count"] for i in range(len(values))] == [i if i % 2 else None for i in range(len(values))]
+    assert all(type(rows[f"r{i}"]["count"]) is int for i in range(1, len(values), 2))  # 1, not 1.0
+    assert (stats.records, stats.rows, stats.errors) == (8, 8, 0)  # the stats read the files back
+    from batchgen.views.survey import survey
+
+    assert survey(str(out)).rows == 8  # and so does `batchgen inspect`

@@ -44,3 +44,30 @@ def test_rows_of_several_batches_keep_their_own_passthrough_values(tmp_path):
     # A retried batch whose rows were all handed out already returns no rows: an empty block, same schema.
     empty = assemble(*gather([]), result.passthrough)
     assert empty.num_rows == 0 and empty.schema == schema(result.passthrough)
+
+
+def test_json_lines_give_back_the_values_a_reader_wrote():
+    import base64
+    import datetime
+    import decimal
+    import json
+
+    from batchgen.core.blocks import json_lines
+
+    table = pa.table({
+        "id": ["a", "b"],
+        "max_thinking_tokens": pa.array([16, None], pa.int64()),  # pandas would write 16.0
+        "meta": ['{}', '[1, {"k": "v"}]'],  # JSON text: the passthrough rule's for values of mixed types
+        "at": pa.array([datetime.datetime(2026, 12, 7, 4, 30), None], pa.timestamp("us")),
+        "price": pa.array([decimal.Decimal("1.10"), None], pa.decimal128(5, 2)),
+        "blob": pa.array([b"\x00\xff", None], pa.binary()),
+        "note": ["é ✓", None],
+    })
+    lines = json_lines(table, frozenset({"meta"})).decode().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"id": "a", "max_thinking_tokens": 16, "meta": {}, "at": "2026-12-07T04:30:00", "price": "1.10",
+         "blob": base64.b64encode(b"\x00\xff").decode(), "note": "é ✓"},
+        {"id": "b", "max_thinking_tokens": None, "meta": [1, {"k": "v"}], "at": None, "price": None, "blob": None,
+         "note": None},
+    ]
+    assert '"note": "é ✓"' in lines[0]  # text as text, not \u escapes
