@@ -89,14 +89,11 @@ class GenerateStage:
 
         batch = decode(block, self.passthrough, self.duplicate_errors, openai=self.openai_input)
         model = self.replica.model_name
-        added = 0
-        fresh, suspects = [], []
+        begun, fresh, suspects = [], [], []
         for i, (deaths, alone, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
             if handed_out:  # a retried batch: another call of the replica that died already returned this row
                 continue
-            added += 1
-            with self.begun_lock:
-                self.begun.add(batch.ids[i])
+            begun.append(batch.ids[i])
             if isinstance(batch.records[i], RecordError):
                 self.pool.add([error_row(batch.ids[i], model, batch.records[i])], (batch, i))
             elif alone >= KILLS_ALONE or deaths >= MAX_DEATHS:
@@ -108,13 +105,15 @@ class GenerateStage:
                 suspects.append((i, deaths))
             else:
                 fresh.append(i)
+        with self.begun_lock:
+            self.begun.update(begun)
         futures = self.lane.suspects([batch.records[i] for i, _ in suspects], [batch.ids[i] for i, _ in suspects],
                                      [deaths for _, deaths in suspects])
         futures += self.lane.fresh([batch.records[i] for i in fresh], [batch.ids[i] for i in fresh])
         for i, future in zip([i for i, _ in suspects] + fresh, futures):
             self.pool.submit(future, (batch, i))
         try:
-            taken = self.pool.take(added)
+            taken = self.pool.take(len(begun))
         except EngineDied:
             self._died()
         rows, columns = gather(taken)

@@ -9,7 +9,7 @@ while a killer's group halves at each death it causes, so it is alone on the eng
 log2(records in flight) deaths, and the record whose engine died twice while it ran alone is the killer
 (`KILLS_ALONE`). Every other suspect is answered: a death counts only for the records on the engine.
 
-Everything a replica runs goes through its lane (`fresh`, `suspect`), so the lane knows which records are
+Everything a replica runs goes through its lane (`fresh`, `suspects`), so the lane knows which records are
 on the engine when it dies (`on_engine`); fresh records wait while suspects are in the lane.
 """
 
@@ -75,12 +75,6 @@ class SuspectLane:
         """The records started on the engine and not finished (after a death: those it died with)."""
         with self._cond:
             return sorted(self._on_engine)
-
-    def waiting(self) -> list[str]:
-        """The records queued in the lane, not started (after a death: those that will not run here; their
-        Futures failed as the engine's did)."""
-        with self._cond:
-            return [rid for queue in (*self._suspects.values(), self._held) for _, rid, _ in queue]
 
     def _work(self) -> None:
         time.sleep(self._settle_s)
