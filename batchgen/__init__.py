@@ -2,20 +2,26 @@
 
 The public Python front, what the `batchgen` command itself calls; everything else is free to change:
 
-    from batchgen import load_spec, run, validate_job, inspect_output
+    import batchgen
 
-    spec = load_spec("jobs/demo.yaml", ["scaling.replicas=2"])   # JobSpec; SpecError names the key
-    report = validate_job(spec)                                  # no engine, no GPU: what would fail, and why
-    stats = run(spec)                                            # JobStats; JobFailed says why it must not count
-    print(inspect_output(spec.output.uri).state)                 # complete | stopped | partial
+    report = batchgen.validate("jobs/demo.yaml")                  # no engine, no GPU: what would fail, and why
+    result = batchgen.run("jobs/demo.yaml", output={"uri": "out/try-2/"}, scaling={"replicas": 2})
+    print(result.stats.records, result.stats.errors_by_code, result.output, result.log)
+    print(batchgen.inspect_output(result.output).state)          # complete | stopped | partial
+
+    rows = batchgen.generate(ray.data.read_parquet("s3://lake/questions/"), "jobs/judge.yaml")  # a Ray Data stage
 
 | name | what it is |
 |---|---|
+| `run`, `JobResult`, `JobFailed`, `JobStats` | run a job to the end on Ray (local, or the cluster in `RAY_ADDRESS`): its stats, output prefix and log file; resumes onto the same output |
+| `validate` | the input read, templated and prepared as the replicas would, in-process: what would fail, the first prompts |
+| `generate` | the replica stage for a Ray Data pipeline: a Dataset of records or table rows in, a Dataset of output rows out |
 | `JobSpec`, `load_spec`, `parse_spec`, `SpecError` | the job spec: YAML file or dict, `--set` overrides |
-| `run`, `JobFailed`, `JobStats` | run a job on Ray (local, or the cluster in `RAY_ADDRESS`); resumes onto the same output |
-| `validate_job` | the input read and prepared as the replicas would, in-process |
 | `inspect_output`, `render_report` | what an output prefix holds (`batchgen inspect`), its HTML report |
-| `Replica` | one vLLM engine turning raw records into output rows (`generate`, `submit`) |
+| `Replica` | one vLLM engine in this process turning raw records into output rows (its `generate` and `submit` methods) |
+
+A spec is a YAML file's path, a dict or a `JobSpec`; keyword arguments of `run`, `validate` and `generate`
+override whole sections or merge into them (`output={"uri": ...}`).
 
 The layers, lowest first (each folder's `__init__` says what it owns and may import; `tests/test_layers.py`
 keeps it true): `record` (pure record logic), `spec`, `core` (the job core: no Ray, no vLLM), `engine`
@@ -37,10 +43,12 @@ _EXPORTS = {
     "SpecError": "batchgen.spec.job",
     "load_spec": "batchgen.spec.job",
     "parse_spec": "batchgen.spec.job",
-    "run": "batchgen.cluster.pipeline",
+    "run": "batchgen.cluster.library",
+    "validate": "batchgen.cluster.library",
+    "generate": "batchgen.cluster.library",
+    "JobResult": "batchgen.cluster.library",
     "JobFailed": "batchgen.cluster.pipeline",
     "JobStats": "batchgen.core.stats",
-    "validate_job": "batchgen.cluster.validation",
     "inspect_output": ("batchgen.views.survey", "survey"),
     "render_report": ("batchgen.views.report", "render"),
     "Replica": "batchgen.engine.replica",

@@ -30,15 +30,17 @@ from contextlib import contextmanager
 
 from batchgen.cluster.ray_io import checkpoint_config, filename_provider, json_lines_datasink, ray_dataset
 from batchgen.cluster.stage import EngineRefused, GenerateStage, ReplicaLike, progress_actor, watch
-from batchgen.core.blocks import schema
-from batchgen.core.passthrough import Passthrough
+from batchgen.core.blocks import Decoder, schema
+from batchgen.core.columns import job_inputs
 from batchgen.core.prefix import BATCH_OUTPUT, CommittedRecords, Manifest, OutputPrefix, PrefixRefused
+from batchgen.core.prompts import prompt_plan
 from batchgen.core.scan import ScanResult, scan
 from batchgen.core.stats import JobStats
 from batchgen.core.failures import raised_in
-from batchgen.core.storage import InputSet, open_fs, unreachable
+from batchgen.core.storage import InputSet, unreachable
 from batchgen.engine import placement
 from batchgen.record.openai_batch import dumps, output_lines
+from batchgen.record.templates import PromptPlan
 from batchgen.spec.job import JobSpec
 from batchgen.spec.placement import cluster_need
 from batchgen.views.progress import Snapshot
@@ -132,10 +134,10 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
     from batchgen.engine.models import TOY_MODEL, resolve_path
 
     started = time.time()
-    in_fs, in_path = open_fs(spec.input.uri, spec.storage)
-    inputs = InputSet.find(in_fs, in_path, spec.input.format)
+    in_fs, inputs = job_inputs(spec)
+    plan = prompt_plan(spec)
     prefix = OutputPrefix(spec.output.uri, spec.storage)
-    manifest = Manifest.of(spec, inputs)
+    manifest = Manifest.of(spec, inputs, plan)
     try:
         state = prefix.state(manifest, allow_changed_spec)
     except PrefixRefused as error:
@@ -169,7 +171,7 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
                     raise JobFailed(f"{scanned.records - committed} records have no row after a pass that added "
                                     f"none; run the job again to resume them")
                 before = committed
-                _generate_and_write(spec, in_fs, inputs, prefix, scanned, progress, replica_factory)
+                _generate_and_write(spec, in_fs, inputs, prefix, scanned, plan, progress, replica_factory)
                 committed = prefix.committed_records()
         except Exception:
             verdict = ray.get(progress.snapshot.remote()).verdict
@@ -197,14 +199,15 @@ def _see_errors(spec: JobSpec) -> str:
 
 
 def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPrefix, scanned: ScanResult,
-                        progress, replica_factory) -> None:
+                        plan: PromptPlan | None, progress, replica_factory) -> None:
     """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix."""
     import ray
 
     ray.get(progress.new_pass.remote())
     budgeted = scanned.budgeted or spec.defaults.max_thinking_tokens is not None
-    generated = _generation(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicate_errors)), progress,
-                            scanned.duplicate_errors, scanned.passthrough, budgeted, replica_factory)
+    decoder = Decoder(scanned.passthrough, scanned.duplicate_errors, inputs.format == "openai", inputs.columns, plan)
+    generated = replica_stage(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicate_errors)), progress,
+                              decoder, budgeted, replica_factory)
     data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai: Parquet, then the lines
     options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
                    filename_provider=filename_provider(data_format))
@@ -226,9 +229,10 @@ def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float
         first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
 
 
-def _generation(spec: JobSpec, dataset, progress, duplicate_errors, passthrough: Passthrough, budgeted: bool,
-                replica_factory):
-    """The input dataset through the replica pool."""
+def replica_stage(spec: JobSpec, dataset, progress, decoder: Decoder, budgeted: bool, replica_factory):
+    """`dataset` (blocks of input rows, as `reading.read_stream` makes them) through the pool of replicas:
+    a Ray Dataset of output blocks (`blocks.schema(decoder.passthrough)`), lazily. `progress`: the job's
+    progress actor (`stage.progress_actor`); `budgeted`: the replicas register the budget processor."""
     from ray.data import ActorPoolStrategy
 
     scaling = spec.scaling
@@ -238,8 +242,7 @@ def _generation(spec: JobSpec, dataset, progress, duplicate_errors, passthrough:
     # (a streaming repartition: no shuffle, nothing materialized) make every call its own task.
     return dataset.repartition(target_num_rows_per_block=scaling.batch_size, strict=True).map_batches(
         GenerateStage,
-        fn_constructor_args=(spec.model_dump_json(), progress, duplicate_errors, passthrough.to_json(), budgeted,
-                             replica_factory),
+        fn_constructor_args=(spec.model_dump_json(), progress, decoder, budgeted, replica_factory),
         batch_size=scaling.batch_size,
         batch_format="pyarrow",
         # Several calls run in each actor at once, on threads, sharing its record pool (`batchgen.core.flow`): as

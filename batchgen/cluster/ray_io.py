@@ -29,7 +29,8 @@ def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicate_place
     class RecordsDatasource(FileBasedDatasource):
         def _read_stream(self, f, path):
             # Looked up on the module at each read: the benchmarks' worker hook wraps it (`benchmarks.standin`).
-            yield from reading.read_stream(f, path, inputs.format, inputs.names, duplicate_places, scan)
+            yield from reading.read_stream(f, path, inputs.format, inputs.names, duplicate_places, scan,
+                                           inputs.columns)
 
         def _open_input_source(self, filesystem, path, **open_args):
             # Raw bytes, always: `read_stream` decompresses, the same way `batchgen validate` reads.

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Protocol
 
-from batchgen.core.blocks import assemble, decode, gather
+from batchgen.core.blocks import Decoder, assemble, gather
 from batchgen.core.deadline import in_thread
 from batchgen.core.failures import root_cause
 from batchgen.core.flow import EngineDied, RecordPool
 from batchgen.core.ledger import CrashLedger, HandedOut
 from batchgen.core.suspects import KILLS_ALONE, MAX_DEATHS, SuspectLane
-from batchgen.core.passthrough import Passthrough
 from batchgen.core.stats import Tally
 from batchgen.record.contract import RecordError
 from batchgen.record.rows import error_row
@@ -60,8 +59,7 @@ class GenerateStage:
     returns as many rows as it put in, of whichever records finished first (`batchgen.core.flow`), so the
     engine's load is set by records in flight, not by batches, and no long record holds a batch back."""
 
-    def __init__(self, spec_json: str, progress, duplicate_errors, passthrough: dict, budgeted: bool,
-                 replica_factory):
+    def __init__(self, spec_json: str, progress, decoder: Decoder, budgeted: bool, replica_factory):
         import ray
 
         spec = JobSpec.model_validate_json(spec_json)
@@ -72,9 +70,7 @@ class GenerateStage:
             raise EngineRefused(f"a replica's engine did not start on node {node}: {root_cause(error)}") from error
         progress.ready.remote(time.time())
         self.progress = progress
-        self.duplicate_errors = duplicate_errors
-        self.passthrough = Passthrough.from_json(passthrough)
-        self.openai_input = spec.input.format == "openai"
+        self.decode = decoder
         self.pool = RecordPool()
         # Everything goes onto the engine through the lane: records that were on an engine when it died are
         # narrowed down to the one that kills it (`batchgen.core.suspects`), and at a death the lane knows
@@ -87,7 +83,7 @@ class GenerateStage:
     def __call__(self, block):
         import ray
 
-        batch = decode(block, self.passthrough, self.duplicate_errors, openai=self.openai_input)
+        batch = self.decode(block)
         model = self.replica.model_name
         begun, fresh, suspects = [], [], []
         for i, (deaths, alone, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
@@ -124,7 +120,7 @@ class GenerateStage:
             ids, len(rows), sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
-        return assemble(rows, columns, self.passthrough)
+        return assemble(rows, columns, self.decode.passthrough)
 
     def _died(self) -> None:
         """The engine is gone: tells the progress actor which records it died with (and which this process

@@ -7,13 +7,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from batchgen.engine.preparer import RecordPreparer
-from batchgen.core.blocks import decode
+from batchgen.core.blocks import Decoder
+from batchgen.core.columns import job_inputs
+from batchgen.core.prompts import prompt_plan
 from batchgen.record.prompting import EngineInput
 from batchgen.record.contract import RecordError
 from batchgen.core.scan import scan
 from batchgen.spec.job import JobSpec
 from batchgen.core.reading import read_file
-from batchgen.core.storage import InputSet, open_fs
 
 
 @dataclass
@@ -34,15 +35,15 @@ def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
     would fail and why: `show` prompts as the engine would see them, up to `keep_bad` bad records by id.
     Needs the model's tokenizer and config, no engine and no GPU. Raises FileNotFoundError for an input
     without data files, ValueError for an unknown toy model, and what loading the tokenizer raises (OSError)."""
-    fs, path = open_fs(spec.input.uri, spec.storage)
-    inputs = InputSet.find(fs, path, spec.input.format)
+    fs, inputs = job_inputs(spec)
     preparer = RecordPreparer.for_model(spec.model, spec.engine, spec.budget, spec.defaults)
     report = Report(inputs.files)
     # The same scan and decoding as `run`, in-process.
     scanned = scan(inputs, (block for file in inputs.files for block in read_file(fs, inputs, file, scan=True)))
+    decode = Decoder(scanned.passthrough, scanned.duplicate_errors, inputs.format == "openai", inputs.columns, prompt_plan(spec))
     for file in inputs.files:
         for block in read_file(fs, inputs, file, frozenset(scanned.duplicate_errors)):
-            batch = decode(block, scanned.passthrough, scanned.duplicate_errors, openai=inputs.format == "openai")
+            batch = decode(block)
             for raw, rid in zip(batch.records, batch.ids):
                 report.records += 1
                 outcome = preparer.build(raw, rid)

@@ -12,13 +12,15 @@ import base64
 import datetime
 import decimal
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from batchgen.core.columns import InputColumns
 from batchgen.core.passthrough import Passthrough
 from batchgen.record.contract import INPUT_FIELDS, RecordError
 from batchgen.record.rows import OUTPUT_SCHEMA
+from batchgen.record.templates import PromptPlan, Renderer
 from batchgen.core.reading import INDEX, INTERNAL_COLUMNS, LINE, SOURCE, parse_lines
 
 
@@ -33,22 +35,59 @@ class InputBatch:
 
 
 def decode(block: pa.Table, passthrough: Passthrough,
-           duplicate_errors: dict[tuple[str, int], RecordError] | None = None, openai: bool = False) -> InputBatch:
+           duplicate_errors: dict[tuple[str, int], RecordError] | None = None, openai: bool = False,
+           columns: InputColumns = InputColumns(), renderer: Renderer | None = None) -> InputBatch:
     """Input rows (a records-mode block of `reading.read_stream`) as raw records. `duplicate_errors` ((file,
     number) -> error) turns later uses of an id into their error; `openai`: the lines are OpenAI Batch API
-    lines (`input.format: openai`)."""
+    lines (`input.format: openai`); `columns`: the columns that count (`input.columns`, partition values);
+    `renderer`: the job's prompt templates (`prompt`), which make each row's columns into its record."""
     ids = block.column("id").to_pylist()
+    extra = [c for c in block.column_names if c not in INTERNAL_COLUMNS and c != "id"]
     if LINE in block.column_names:  # JSONL: parsed here, on the replica's worker, one error row per bad line
-        records, _ = parse_lines(block.column(LINE).to_pylist(), openai)
-        columns = passthrough.from_records(records)
+        records, _ = parse_lines(block.column(LINE).to_pylist(), openai, columns.id_column)
+        if extra:  # partition values: a record's own field wins over its folder's
+            values = block.select(extra).to_pylist()
+            records = [{**v, **r} if isinstance(r, dict) else r for r, v in zip(records, values)]
+        if columns.read is not None:
+            records = [{k: v for k, v in r.items() if columns.keeps(k)} if isinstance(r, dict) else r for r in records]
+        table_columns = passthrough.from_records(records)
     else:  # Parquet: passthrough columns are cast, not rebuilt, so they keep their Parquet types
-        fields = [c for c in block.column_names if c in INPUT_FIELDS and c != "id" and c not in INTERNAL_COLUMNS]
+        fields = extra if renderer else [c for c in extra if c in INPUT_FIELDS]
         records = block.select(fields).to_pylist()
-        columns = passthrough.from_table(block)
+        table_columns = passthrough.from_table(block)
     if duplicate_errors:
         places = zip(block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist())
         records = [duplicate_errors.get(place, r) for r, place in zip(records, places)]
-    return InputBatch(records, ids, columns)
+    if renderer:
+        records = [renderer.render(r, rid) if isinstance(r, dict) else r for r, rid in zip(records, ids)]
+    return InputBatch(records, ids, table_columns)
+
+
+@dataclass
+class Decoder:
+    """How a job's input blocks become records (`decode` with the job's settings), as one object a Ray
+    actor gets as a constructor argument: `passthrough` (the scan's), `duplicate_errors` ((file, number) ->
+    error), `openai` (OpenAI Batch API lines), `columns` (`batchgen.core.columns`) and `plan` (the resolved
+    prompt section, or None). The templates are compiled once per process, not sent."""
+
+    passthrough: Passthrough
+    duplicate_errors: dict[tuple[str, int], RecordError] = field(default_factory=dict)
+    openai: bool = False
+    columns: InputColumns = InputColumns()
+    plan: PromptPlan | None = None
+
+    def __post_init__(self) -> None:
+        self._renderer = Renderer(self.plan) if self.plan else None
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_renderer"}  # compiled templates do not pickle
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def __call__(self, block: pa.Table) -> InputBatch:
+        return decode(block, self.passthrough, self.duplicate_errors, self.openai, self.columns, self._renderer)
 
 
 def schema(passthrough: Passthrough) -> pa.Schema:

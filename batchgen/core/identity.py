@@ -46,9 +46,13 @@ class InputNames:
             inside = root and path.startswith(root + "/")
             self.names[path] = path[len(root) + 1:] if inside else PurePosixPath(path).name
 
+    def relative(self, path: str) -> str:
+        """The file's name from the input root (`day=1/part-0.jsonl`)."""
+        return self.names.get(path, PurePosixPath(path).name)
+
     def location(self, path: str, number: int) -> str:
         """`name:number`: where a record is, as ids and error messages say it."""
-        return f"{self.names.get(path, PurePosixPath(path).name)}:{number}"
+        return f"{self.relative(path)}:{number}"
 
 
 def id_text(value) -> str | None:

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchgen.record.rows import OUTPUT_SCHEMA
+from batchgen.record.templates import PromptPlan
 from batchgen.spec.job import JobSpec
 from batchgen.core.stats import JobStats, RowCounts
 from batchgen.core.storage import STAGING_PREFIX, InputSet, arrow_fs, format_of, open_fs
@@ -52,16 +53,20 @@ class Manifest:
 
     spec: dict
     input: dict
+    prompt: dict | None = None
 
     @classmethod
-    def of(cls, spec: JobSpec, inputs: InputSet) -> Manifest:
-        """The manifest of running `spec` over `inputs`."""
-        return cls(spec.model_dump(mode="json"), inputs.identity())
+    def of(cls, spec: JobSpec, inputs: InputSet, prompt: PromptPlan | None = None) -> Manifest:
+        """The manifest of running `spec` over `inputs` with the prompt section's resolved `prompt` (its
+        examples are part of what shapes an answer, and they live in a file the spec only names)."""
+        return cls(spec.model_dump(mode="json"), inputs.identity(), prompt.identity() if prompt else None)
 
     @property
     def shaping(self) -> dict:
-        """The settings that shape a row's answer (`SHAPING` and the output format)."""
-        return {**{k: self.spec.get(k) for k in SHAPING}, "output_format": self.spec["output"]["format"]}
+        """The settings that shape a row's answer (`SHAPING`, the output format and the prompt's templates
+        and examples; no prompt key for a job without one, so older prefixes keep their fingerprint)."""
+        shaping = {**{k: self.spec.get(k) for k in SHAPING}, "output_format": self.spec["output"]["format"]}
+        return shaping | ({"prompt": self.prompt} if self.prompt else {})
 
     @property
     def fingerprint(self) -> str:
@@ -71,7 +76,8 @@ class Manifest:
 
     def to_json(self) -> dict:
         """`_job.json`'s content."""
-        return {"fingerprint": self.fingerprint, "spec": self.spec, "input": self.input}
+        return {"fingerprint": self.fingerprint, "spec": self.spec, "input": self.input} | (
+            {"prompt": self.prompt} if self.prompt else {})
 
 
 def data_files(fs, prefix: str) -> list[str]:
@@ -134,9 +140,10 @@ class OutputPrefix:
             raise PrefixRefused(
                 f"output.uri {self.uri} holds results for another input ({_describe(previous.get('input'))}; "
                 f"this run reads {_describe(manifest.input)}): write to a new output.uri")
-        before = Manifest(previous["spec"], previous["input"])
+        before = Manifest(previous["spec"], previous["input"], previous.get("prompt"))
         if before.fingerprint != manifest.fingerprint and not allow_changed_spec:
-            changed = [k for k in manifest.shaping if before.shaping.get(k) != manifest.shaping[k]]
+            changed = [k for k in {**before.shaping, **manifest.shaping}
+                       if before.shaping.get(k) != manifest.shaping.get(k)]
             raise PrefixRefused(
                 f"output.uri {self.uri} holds results of a different spec (changed: {', '.join(changed)}); "
                 "write to a new output.uri, or allow it explicitly (--allow-changed-spec)")

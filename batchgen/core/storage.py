@@ -20,6 +20,7 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from batchgen.core.deadline import in_thread
 from batchgen.core.failures import root_cause
+from batchgen.core.columns import InputColumns
 from batchgen.core.identity import InputNames, input_root
 
 EXTENSIONS = {"jsonl": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".pq")}
@@ -135,10 +136,12 @@ class InputSet:
     sizes: list[int]
     format: str
     names: InputNames
+    columns: InputColumns = InputColumns()
 
     @classmethod
-    def find(cls, fs: fsspec.AbstractFileSystem, path: str, fmt: str) -> InputSet:
-        """Raises FileNotFoundError when nothing is there, ValueError when the format cannot be told."""
+    def find(cls, fs: fsspec.AbstractFileSystem, path: str, fmt: str, columns: InputColumns = InputColumns()) -> InputSet:
+        """The input files at `path` (a file, a folder, a glob) read with `columns`. Raises FileNotFoundError
+        when nothing is there, ValueError when the format cannot be told."""
         if fs.isdir(path):
             listing = fs.find(path, detail=True)
             found = {f: info for f, info in listing.items()
@@ -151,6 +154,14 @@ class InputSet:
             raise FileNotFoundError(f"input.uri: nothing at {path}")
         if not found:
             raise FileNotFoundError(f"input.uri: no .jsonl or .parquet files at {path}")
+        return cls.of_files(fs, path, found, fmt, columns)
+
+    @classmethod
+    def of_files(cls, fs: fsspec.AbstractFileSystem, path: str, found: dict | list, fmt: str,
+                 columns: InputColumns = InputColumns()) -> InputSet:
+        """The input set of the files `found` (paths, or path -> fsspec info) under `path`."""
+        if not isinstance(found, dict):
+            found = {f: fs.info(f) for f in found}
         files = sorted(found)
         if fmt == "auto":
             formats = {format_of(f) for f in files}
@@ -160,8 +171,10 @@ class InputSet:
         if fmt == "parquet" and any(compression_of(f) for f in files):
             raise ValueError(f"input.uri: Parquet files compress inside; {files[0]} is compressed outside")
         root = input_root(path)
-        return cls(root, files, [int(found[f].get("size") or 0) for f in files], fmt, InputNames(root, files))
+        return cls(root, files, [int(found[f].get("size") or 0) for f in files], fmt, InputNames(root, files), columns)
 
     def identity(self) -> dict:
-        """What makes two inputs the same for resuming: the files (named from the root), sizes, format."""
-        return {"format": self.format, "files": [[self.names.names[f], s] for f, s in zip(self.files, self.sizes)]}
+        """What makes two inputs the same for resuming: the files (named from the root), sizes, format, and
+        how their columns are read (`InputColumns.identity`: only where it differs from the defaults)."""
+        identity = {"format": self.format, "files": [[self.names.names[f], s] for f, s in zip(self.files, self.sizes)]}
+        return identity | ({"columns": self.columns.identity()} if self.columns.identity() else {})

@@ -12,12 +12,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from batchgen.record.budget import BudgetSpec
 from batchgen.spec import placement
 from batchgen.record.contract import RecordFields
+from batchgen.record.templates import compile_template, template_names, turn_names
 
 # Credentials come from the environment of the machines that run the job, never from the spec: a spec is
 # stored with job submissions and visible to anyone who can list them.
@@ -46,11 +48,22 @@ class ModelSpec(Section):
 
 
 class InputSpec(Section):
-    """The `input` section: where the records are and how they are written."""
+    """The `input` section: where the records are, how they are written, and which of their columns count."""
 
-    uri: str = Field(description="file, directory or glob: local path, s3://, gs://, az://, memory://")
-    format: Literal["auto", "jsonl", "parquet", "openai"] = Field(
-        "auto", description="auto: from the file extensions; openai: OpenAI Batch API input lines (JSONL)")
+    uri: str = Field(description="file, directory or glob: local path, s3://, gs://, az://, memory://; or another "
+                     "job's output.uri (a chained job: its answer rows are the records)")
+    format: Literal["auto", "jsonl", "parquet", "openai", "batchgen"] = Field(
+        "auto", description="auto: from the file extensions, or batchgen where uri is a job's output; openai: OpenAI "
+        "Batch API input lines (JSONL); batchgen: a finished job's output prefix")
+    id_column: str | None = Field(None, description="the column holding each record's id (null: id); kept as a "
+                                  "column of the output too")
+    columns: list[str] | None = Field(None, description="the columns to read (null: all); the id column, the "
+                                      "columns the prompt's templates and fields name, and partition keys are added")
+    partitioning: Literal["hive", "none"] = Field(
+        "hive", description="hive: key=value folders under uri (lang=en/part-0.parquet) are columns of their "
+        "records, as strings, as Arrow's and Ray's readers give them; a column of the file wins over its folder's")
+    include_errors: bool = Field(False, description="a chained job (uri: another job's output) also reads that "
+                                 "job's error rows; by default only its answers")
 
 
 class OutputSpec(Section):
@@ -63,6 +76,83 @@ class OutputSpec(Section):
     min_rows_per_file: int = Field(
         1000, ge=1, description="rows gathered per data file: larger files suit data lakes, smaller ones lose less on a crash"
     )
+
+
+class TurnSpec(Section):
+    """One templated turn of `prompt.messages`."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(description="Jinja2 template over the record's columns")
+
+
+class ExamplesSpec(Section):
+    """`prompt.examples`: few-shot examples shown before each record's own turn, as user and assistant turns."""
+
+    uri: str = Field(description="a JSONL or Parquet file (or folder) of examples: local path or fsspec URL")
+    k: int | None = Field(None, ge=1, description="examples drawn per record, seeded by the job's seed and the "
+                          "record's id; null: every example, in file order")
+    user: str | None = Field(None, description="template of an example's user turn over its columns (null: "
+                             "the prompt's user template)")
+    assistant: str = Field(description="template of an example's assistant turn, e.g. '{{ answer }}'")
+    id_column: str = Field("id", description="the examples' column compared with a record's id: an example "
+                           "is never shown to itself (nor one whose user turn renders the same)")
+
+
+class PromptSpec(Section):
+    """The `prompt` section: Jinja2 templates that make each input row (any columns) into a prompt. Without
+    it, records carry `prompt` or `messages` themselves; with it, every column is the row's data (passed
+    through to the output) and contract fields come only from `fields` and `defaults`."""
+
+    template_file: str | None = Field(
+        None, description="a YAML file holding this section's keys (system, user, messages, fields, examples): "
+        "local path or fsspec URL, read when the spec is loaded; keys written here win over the file's")
+    system: str | None = Field(None, description="template of a system turn before the user turn")
+    user: str | None = Field(None, description="template of the user turn, e.g. 'Question: {{ question }}'")
+    messages: list[TurnSpec] | None = Field(None, description="templated turns, instead of system and user")
+    fields: dict[str, str] = Field(default_factory=dict, description="record fields taken from columns, e.g. "
+                                   "{max_thinking_tokens: budget}; a null there leaves the field to defaults")
+    examples: ExamplesSpec | None = Field(None, description="few-shot examples")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PromptSpec:
+        if (self.user is None) == (self.messages is None):
+            raise ValueError("prompt: give user (with an optional system) or messages, exactly one")
+        if self.system is not None and self.messages is not None:
+            raise ValueError("prompt: system goes into messages when messages is given")
+        if self.examples and self.examples.user is None and self.user is None:
+            raise ValueError("prompt.examples.user: needed with prompt.messages (there is no user template to reuse)")
+        unknown = sorted(set(self.fields) - set(RecordFields.model_fields))
+        if unknown:
+            raise ValueError(f"prompt.fields: {', '.join(unknown)} is not a record field "
+                             f"({', '.join(RecordFields.model_fields)})")
+        self.turns()  # compiles every template: one that does not is a spec error naming the line
+        self.example_turns()
+        return self
+
+    def turns(self) -> tuple[tuple[str, str], ...]:
+        """(role, template) of the record's own turns."""
+        if self.messages is not None:
+            turns = tuple((m.role, m.content) for m in self.messages)
+        else:
+            turns = ((("system", self.system),) if self.system is not None else ()) + (("user", self.user),)
+        for name, (_, text) in zip(turn_names(turns), turns):
+            compile_template(text, f"prompt.{name}")
+        return turns
+
+    def example_turns(self) -> tuple[tuple[str, str], ...]:
+        """(role, template) of an example's user and assistant turns; () without examples."""
+        if self.examples is None:
+            return ()
+        user = self.examples.user if self.examples.user is not None else self.user
+        compile_template(user, "prompt.examples.user")
+        compile_template(self.examples.assistant, "prompt.examples.assistant")
+        return (("user", user), ("assistant", self.examples.assistant))
+
+    def columns(self) -> set[str]:
+        """The columns the templates and fields name (read even when `input.columns` leaves them out)."""
+        texts = [text for _, text in self.turns()]
+        names = {name for text in texts for name in template_names(text)}
+        return names | set(self.fields.values())
 
 
 class ScalingSpec(Section):
@@ -97,6 +187,8 @@ class JobSpec(Section):
     model: ModelSpec
     engine: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments, passed through")
     input: InputSpec
+    prompt: PromptSpec | None = Field(None, description="templates that make each input row into a prompt (null: "
+                                      "records carry prompt or messages)")
     output: OutputSpec
     defaults: RecordFields = Field(default_factory=RecordFields, description="record fields applied where a record sets none")
     seed: int = Field(0, description="the job's seed: a record without its own seed samples with one derived from this, "
@@ -130,7 +222,8 @@ def _describe(error: ValidationError) -> str:
     for e in error.errors(include_url=False):
         message = e["msg"].removeprefix("Value error, ")
         key = ".".join(str(p) for p in e["loc"])
-        lines.append(f"{key}: {message}" if key else message)  # a cross-field check names its keys itself
+        named = not key or message.startswith(key)  # a cross-field check names its keys itself
+        lines.append(message if named else f"{key}: {message}")
     return "; ".join(lines)
 
 
@@ -158,18 +251,44 @@ def parse_spec(document: Any, overrides: list[str] = ()) -> JobSpec:
     document = copy.deepcopy(document)
     for assignment in overrides:
         apply_override(document, assignment)
+    _inline_template_file(document)
     try:
         return JobSpec.model_validate(document)
     except ValidationError as error:
         raise SpecError(_describe(error)) from None
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> JobSpec:
-    """`parse_spec` of a YAML file; raises SpecError when it cannot be read or parsed."""
+def _inline_template_file(document: dict) -> None:
+    """Replaces `prompt.template_file` with its keys (the section's own keys win), in place: the spec then
+    holds the templates' text, so the output's fingerprint follows the wording, and a spec sent to a
+    cluster does not need the file there. Raises SpecError when the file cannot be read or is not a
+    mapping of the section's keys."""
+    prompt = document.get("prompt")
+    if not isinstance(prompt, dict) or not prompt.get("template_file"):
+        return
+    uri = prompt.pop("template_file")
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        with fsspec.open(uri, "rt", **dict(document.get("storage") or {})) as handle:
+            loaded = yaml.safe_load(handle.read())
+    except (OSError, ValueError) as error:
+        raise SpecError(f"prompt.template_file: cannot read {uri}: {error}") from None
+    if not isinstance(loaded, dict):
+        raise SpecError(f"prompt.template_file: {uri} holds no mapping of prompt keys (system, user, messages, ...)")
+    if "template_file" in loaded:
+        raise SpecError(f"prompt.template_file: {uri} names another template_file; one level only")
+    document["prompt"] = {**loaded, **prompt}
+
+
+def read_document(path: str | Path) -> dict:
+    """A spec file's YAML document, unvalidated; raises SpecError when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise SpecError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path} is not valid YAML: {error}") from None
-    return parse_spec(document, overrides)
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> JobSpec:
+    """`parse_spec` of a YAML file; raises SpecError when it cannot be read or parsed."""
+    return parse_spec(read_document(path), overrides)

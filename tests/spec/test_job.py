@@ -80,7 +80,7 @@ def test_unknown_keys_are_refused_naming_the_key(document, key):
     (minimal(name="x" * 41), "name: String should have at most 40 characters"),
     (minimal(scaling={"replicas": 0}), "scaling.replicas: Input should be greater than or equal to 1"),
     (minimal(errors={"max_fraction": 1.5}), "errors.max_fraction: Input should be less than or equal to 1"),
-    (minimal(input={"uri": "x", "format": "csv"}), "input.format: Input should be 'auto', 'jsonl', 'parquet' or 'openai'"),
+    (minimal(input={"uri": "x", "format": "csv"}), "input.format: Input should be 'auto', 'jsonl', 'parquet', 'openai' or 'batchgen'"),
     (minimal(model={"path": "m", "profile": "llama"}), "model.profile: Input should be"),
 ])
 def test_invalid_values_are_refused_naming_the_key(document, message):
@@ -251,6 +251,6 @@ def test_yaml_that_is_not_a_mapping_is_refused(tmp_path, text):
 
 def test_the_sections_are_the_documented_ones():
     # a new section is a conscious change: the JSON Schema, the docs and the manifest's identity follow it
-    assert list(JobSpec.model_fields) == ["name", "model", "engine", "input", "output", "defaults", "seed", "budget",
+    assert list(JobSpec.model_fields) == ["name", "model", "engine", "input", "prompt", "output", "defaults", "seed", "budget",
                                           "scaling", "errors", "storage"]
     assert all(field.description for field in OutputSpec.model_fields.values())
