@@ -143,7 +143,7 @@ def whole_number(value: Any) -> Any:
 class JsonSchema(BaseModel):
     """OpenAI's `response_format.json_schema`: the schema under `schema`, a `name`, optional `strict`."""
 
-    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True, serialize_by_alias=True)
     name: str | None = None
     schema_: dict[str, Any] = Field(alias="schema")
     strict: bool | None = None
@@ -169,7 +169,8 @@ class StructuredOutputs(BaseModel):
     """vLLM's `structured_outputs` (`vllm.sampling_params.StructuredOutputsParams`): exactly one of
     `choice` (the answer is one of these strings), `regex`, `json` (a JSON Schema) or `grammar` (EBNF)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    # Written under its alias: a spec's defaults travel to the replicas as JSON and are read back by name.
+    model_config = ConfigDict(strict=True, extra="forbid", serialize_by_alias=True)
     choice: list[str] | None = Field(None, min_length=1)
     regex: str | None = None
     json_: dict[str, Any] | None = Field(None, alias="json")

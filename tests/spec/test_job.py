@@ -254,3 +254,17 @@ def test_the_sections_are_the_documented_ones():
     assert list(JobSpec.model_fields) == ["name", "model", "engine", "input", "prompt", "output", "defaults", "seed", "budget",
                                           "scaling", "errors", "storage"]
     assert all(field.description for field in OutputSpec.model_fields.values())
+
+
+@pytest.mark.parametrize("defaults", [
+    {"structured_outputs": {"choice": ["yes", "no"]}},
+    {"structured_outputs": {"json": {"type": "object"}}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "v", "schema": {"type": "object"}}}},
+])
+def test_a_spec_survives_its_trip_to_the_replicas_as_json(defaults):
+    # the replicas get the spec as JSON (`GenerateStage`), the manifest and the library as a dict: an aliased
+    # field (structured_outputs.json, json_schema.schema) once came back under its Python name and was refused
+    spec = parse_spec({"name": "t", "model": {"path": "m"}, "input": {"uri": "a"}, "output": {"uri": "b"},
+                       "defaults": defaults})
+    assert JobSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert parse_spec(spec.model_dump(mode="json")) == spec
