@@ -95,9 +95,14 @@ def markdown(results: dict) -> str:
                  f"{s['occupancy']:.2f}"] for s in scaling]),
         f"**5. The pipeline's own cost** (one replica, a stand-in too fast to matter: one-token records; the "
         f"{pipeline['records'][0]:,}-record job's CPU taken from the {pipeline['records'][1]:,}-record job's, "
-        "every process but the stand-in counted)",
-        _table(["CPU ms per further record", "CPU ms per record, start-up included", "records/s (pipeline-bound)"],
-               [[pipeline["cpu_ms_per_record"], pipeline["cpu_ms_per_record_all_in"], pipeline["records_per_s"]]]),
+        "every process but the stand-in counted; templated: the same records made by a prompt section with a "
+        "system and a user template and 2 few-shot examples drawn per record; rendering: the blocks decoded "
+        "in-process, median of 5)",
+        _table(["records given as", "CPU ms per further record", "CPU ms per record, start-up included",
+                "records/s (pipeline-bound)", "decode CPU ms per record (in-process)"],
+               [[name, pipeline[name]["cpu_ms_per_record"], pipeline[name]["cpu_ms_per_record_all_in"],
+                 pipeline[name]["records_per_s"], pipeline["rendering"][key]]
+                for name, key in (("plain", "decode_ms_per_record"), ("templated", "templated_decode_ms_per_record"))]),
     ]
     return "\n\n".join(parts) + "\n"
 

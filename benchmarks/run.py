@@ -161,11 +161,15 @@ def pipeline_cost(small: int, large: int, logs: Path) -> dict:
     """The pipeline's CPU per record: two jobs on a stand-in too fast to matter (`scale pipeline`), the CPU
     of every process but the stand-in's own thread, the smaller job's taken from the larger's, so Ray's
     start-up and the job's fixed costs cancel and what is left is what each further record costs."""
-    runs = [measure("scale", "pipeline", "--records", n, logs=logs) for n in (small, large)]
-    cpu = [run["cpu_s_other"] - run["standin_cpu_s"] for run in runs]
-    return {"records": [small, large], "runs": runs, "records_per_s": runs[1]["records_per_s"],
-            "cpu_ms_per_record": round(1000 * (cpu[1] - cpu[0]) / (large - small), 3),
-            "cpu_ms_per_record_all_in": round(1000 * cpu[1] / large, 3)}
+    result = {"records": [small, large]}
+    for name, flags in (("plain", []), ("templated", ["--templated"])):
+        runs = [measure("scale", "pipeline", "--records", n, *flags, logs=logs) for n in (small, large)]
+        cpu = [run["cpu_s_other"] - run["standin_cpu_s"] for run in runs]
+        result[name] = {"runs": runs, "records_per_s": runs[1]["records_per_s"],
+                        "cpu_ms_per_record": round(1000 * (cpu[1] - cpu[0]) / (large - small), 3),
+                        "cpu_ms_per_record_all_in": round(1000 * cpu[1] / large, 3)}
+    result["rendering"] = measure("scale", "rendering", "--records", small, logs=logs)
+    return result
 
 
 def update_readme(table: str) -> None:

@@ -4,6 +4,8 @@ with every replica's vLLM swapped for a stand-in, so what is measured is batchge
     python -m benchmarks.scale memory --records 10000     # driver/worker peak memory, first shard vs input read
     python -m benchmarks.scale replicas --replicas 4      # records/s and engine occupancy with 4 replicas
     python -m benchmarks.scale pipeline --records 20000   # the pipeline's pace and CPU, the engine out of the way
+    python -m benchmarks.scale pipeline --templated       # the same records made by a prompt section
+    python -m benchmarks.scale rendering --records 10000  # the prompt section's CPU where rows are decoded
 
 Each call runs one job and prints one JSON line (the harness, benchmarks/run.py, runs one per process so
 memory peaks and Ray instances do not mix).
@@ -28,12 +30,32 @@ from benchmarks.events import read_events, start_ray as start_local_ray
 from benchmarks.standin import STEP_SECONDS, StandInReplica
 
 
-def write_inputs(folder: Path, records: int, max_tokens, per_file: int) -> None:
+def write_inputs(folder: Path, records: int, max_tokens, per_file: int, templated: bool = False) -> None:
+    """JSONL records `r<i>` with a `question` column: given as `prompt` (the question's text), or with
+    `templated` left for the `TEMPLATED` prompt section to make into one."""
     folder.mkdir(parents=True)
     for start in range(0, records, per_file):
         with open(folder / f"in-{start // per_file:05d}.jsonl", "w") as out:
-            out.writelines(json.dumps({"id": f"r{i}", "prompt": f"say {i}", "max_tokens": max_tokens(i)}) + "\n"
+            out.writelines(json.dumps({"id": f"r{i}", "question": f"say {i}", "max_tokens": max_tokens(i),
+                                       **({} if templated else {"prompt": f"Question: say {i}"})}) + "\n"
                            for i in range(start, min(records, start + per_file)))
+
+
+# A prompt section as evaluation jobs write them: a system and a user template, a field from a column,
+# two few-shot examples drawn per record out of eight.
+TEMPLATED = {"system": "Answer in {{ lang | default('en') }}.", "user": "Question: {{ question }}",
+             "fields": {"max_tokens": "max_tokens"},
+             "examples": {"k": 2, "assistant": "{{ answer }}"}}
+EXAMPLES = [{"id": f"x{i}", "question": f"what is {i} plus {i}", "answer": str(2 * i)} for i in range(8)]
+
+
+def templated_spec(spec, folder: Path):
+    """`spec` with the `TEMPLATED` prompt section, its examples written into `folder`."""
+    from batchgen.spec.job import PromptSpec
+
+    (folder / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES))
+    prompt = {**TEMPLATED, "examples": {**TEMPLATED["examples"], "uri": str(folder / "examples.jsonl")}}
+    return spec.model_copy(update={"prompt": PromptSpec.model_validate(prompt)})
 
 
 def job_spec(inputs: Path, output: Path, replicas: int, batch_size: int, max_num_seqs: int = 256):
@@ -148,18 +170,21 @@ def replicas(count: int, records: int, step_seconds: float, max_num_seqs: int = 
         }
 
 
-def pipeline(records: int) -> dict:
+def pipeline(records: int, templated: bool = False) -> dict:
     """One job at the default scaling on a stand-in too fast to matter (one-token records, a 0.2 ms step
     for 1,024 sequences): batchgen, not the engine, sets the pace. Reports records/s and the stand-in's own
-    CPU seconds, which the harness subtracts from the job's (`run.pipeline_cost`)."""
+    CPU seconds, which the harness subtracts from the job's (`run.pipeline_cost`). `templated`: the same
+    records made into prompts by a prompt section with few-shot examples (`TEMPLATED`)."""
     from batchgen.cluster.pipeline import run
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_inputs(tmp / "in", records, lambda i: 1, per_file=max(1, records // 8))
+        write_inputs(tmp / "in", records, lambda i: 1, per_file=max(1, records // 8), templated=templated)
         os.environ[STEP_SECONDS] = "0.0002"
         start_local_ray(tmp / "events", "benchmarks.standin.install", num_cpus=4)
         spec = job_spec(tmp / "in", tmp / "out", replicas=1, batch_size=64, max_num_seqs=1024)
+        if templated:
+            spec = templated_spec(spec, tmp)
         spec.scaling.records_in_flight = 512  # the default
         stats = run(spec, replica_factory=StandInReplica)
         standin_cpu = {pid: float(v[2]) for pid, _, v in sorted(read_events(tmp / "events", "occupancy"))}
@@ -168,17 +193,55 @@ def pipeline(records: int) -> dict:
                 "standin_cpu_s": round(sum(standin_cpu.values()), 2)}
 
 
+def rendering(records: int, repeats: int = 5) -> dict:
+    """The CPU a prompt section adds where rows are decoded (`blocks.Decoder`, on the replicas' workers),
+    in-process, with nothing else running: the same blocks decoded as `prompt` records and as templated
+    rows, the median of `repeats` CPU times each, in ms per record."""
+    import statistics
+
+    from batchgen.core.blocks import Decoder
+    from batchgen.core.columns import job_inputs
+    from batchgen.core.prompts import prompt_plan
+    from batchgen.core.reading import read_file
+    from batchgen.core.scan import scan
+
+    def cpu_ms(spec) -> float:
+        fs, inputs = job_inputs(spec)
+        blocks = [b for f in inputs.files for b in read_file(fs, inputs, f)]
+        result = scan(inputs, (b for f in inputs.files for b in read_file(fs, inputs, f, scan=True)))
+        decoder = Decoder(result.passthrough, {}, False, inputs.columns, prompt_plan(spec))
+        times = []
+        for _ in range(repeats):
+            started = time.process_time()
+            for block in blocks:
+                decoder(block)
+            times.append(time.process_time() - started)
+        return 1000 * statistics.median(times) / records
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_inputs(tmp / "plain", records, lambda i: 1, per_file=records)
+        write_inputs(tmp / "templated", records, lambda i: 1, per_file=records, templated=True)
+        plain = cpu_ms(job_spec(tmp / "plain", tmp / "out", 1, 64))
+        templated = cpu_ms(templated_spec(job_spec(tmp / "templated", tmp / "out", 1, 64), tmp))
+        return {"records": records, "repeats": repeats, "decode_ms_per_record": round(plain, 4),
+                "templated_decode_ms_per_record": round(templated, 4), "templating_ms_per_record": round(templated - plain, 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["memory", "replicas", "pipeline"])
+    parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering"])
+    parser.add_argument("--templated", action="store_true", help="pipeline: the records made by a prompt section")
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--step-seconds", type=float, default=0.05, help="the stand-in's decode step")
     args = parser.parse_args()
     if args.what == "replicas":
         result = replicas(args.replicas, args.records, args.step_seconds)
+    elif args.what == "rendering":
+        result = rendering(args.records)
     else:
-        result = memory(args.records) if args.what == "memory" else pipeline(args.records)
+        result = memory(args.records) if args.what == "memory" else pipeline(args.records, args.templated)
     print(json.dumps(result))
     sys.stdout.flush()
 

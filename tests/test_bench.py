@@ -55,8 +55,10 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
     assert [(s["replicas"], s["records"]) for s in results["scaling"]] == [(1, 1024), (2, 2048)]
     assert all(0 < s["occupancy"] <= 1 for s in results["scaling"])
     pipeline = results["pipeline"]
-    assert [run["records"] for run in pipeline["runs"]] == [500, 1500]
-    assert pipeline["cpu_ms_per_record_all_in"] > 0 and all(run["standin_cpu_s"] > 0 for run in pipeline["runs"])
+    for name in ("plain", "templated"):
+        assert [run["records"] for run in pipeline[name]["runs"]] == [500, 1500]
+        assert pipeline[name]["cpu_ms_per_record_all_in"] > 0 and all(r["standin_cpu_s"] > 0 for r in pipeline[name]["runs"])
+    assert pipeline["rendering"]["templated_decode_ms_per_record"] > pipeline["rendering"]["decode_ms_per_record"] > 0
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "table.md").read_text()
     assert "| ray.data.llm |" in table and "| card's two-request client |" in table and "| separate |" in table

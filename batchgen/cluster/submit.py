@@ -25,8 +25,11 @@ def _is_relative_local(uri: str) -> bool:
 
 
 def check_portable(spec: JobSpec) -> None:
-    """Refuses locations that only make sense on the submitting machine."""
-    for key, uri in (("input.uri", spec.input.uri), ("output.uri", spec.output.uri)):
+    """Refuses locations that only make sense on the submitting machine (a template file is already in the
+    spec: `load_spec` reads it where the spec is loaded)."""
+    examples = spec.prompt.examples if spec.prompt else None
+    for key, uri in (("input.uri", spec.input.uri), ("output.uri", spec.output.uri),
+                     *((("prompt.examples.uri", examples.uri),) if examples else ())):
         if _is_relative_local(uri):
             raise SpecError(f"{key}: {uri!r} is a relative local path the cluster cannot see; "
                             "use an object store URL or an absolute path on a shared filesystem")

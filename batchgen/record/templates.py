@@ -15,8 +15,8 @@ The rules, each one a user would otherwise find out the hard way:
   with `{% if context is defined %}` or give a fallback with `{{ context | default("none") }}`.
 - `trim_blocks` and `lstrip_blocks` are on, as in Hugging Face's chat templates, so `{% if %}` lines in a
   YAML block do not leave blank lines in the prompt.
-- With k examples drawn per record, the draw is seeded by the job's seed and the record's id
-  (`prompting.sample_seed`), so a rerun or a resumed job shows each record the same examples; an example
+- With k examples drawn per record, the draw is seeded by the job's seed and the record's id (`_sample`),
+  so a rerun or a resumed job shows each record the same examples; an example
   that is the record itself (the same id, or the same rendered user turn) is never shown to it.
 """
 
@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 from dataclasses import asdict, dataclass, field
 
 import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import concat
 
 from batchgen.record.contract import RecordError
-from batchgen.record.prompting import sample_seed
 
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 
@@ -120,9 +119,15 @@ class Renderer:
                 raise TemplateError(f"prompt.examples: example {number}: {_missing(error, 'example', values).message}") from None
             rid = example.get(plan.example_id)
             self._examples.append((None if rid is None else str(rid), turns))
-        # An example's user turn, to compare with a record's: spaces at either end do not make another question.
-        self._user_of = {i: next((t["content"].strip() for t in turns if t["role"] == "user"), None)
-                         for i, (_, turns) in enumerate(self._examples)}
+        # Which examples a record must not see: those with its id, and those whose user turn is its own
+        # (spaces at either end do not make another question).
+        self._by_id: dict[str, set[int]] = {}
+        self._by_user: dict[str, set[int]] = {}
+        for i, (eid, turns) in enumerate(self._examples):
+            self._by_id.setdefault(eid, set()).add(i)
+            user = next((t["content"].strip() for t in turns if t["role"] == "user"), None)
+            self._by_user.setdefault(user, set()).add(i)
+        self._globals = dict(_ENVIRONMENT.globals)
 
     def render(self, row: dict, rid: str) -> dict | RecordError:
         """A raw record of the input contract (`messages`, and the plan's `fields` from their columns) for
@@ -131,10 +136,14 @@ class Renderer:
         holds null is the `missing_field` error naming the template and the row's columns."""
         values = _present(row)
         values.setdefault("id", rid)
+        # One context for all of a row's turns: making a Jinja2 context is most of a render's cost, and the
+        # turns are templates of one environment without blocks. Its globals (range, namespace, ...) as
+        # `Template.render` gives them; a column of the same name wins.
+        context = self._turns[0][1].new_context({**self._globals, **values}, shared=True)
         messages = []
         for role, template, name in self._turns:
             try:
-                messages.append({"role": role, "content": template.render(values)})
+                messages.append({"role": role, "content": concat(template.root_render_func(context))})
             except jinja2.UndefinedError as error:
                 return _missing(error, name, {k: v for k, v in values.items() if k != "id" or "id" in row})
             except Exception as error:  # a template's own failure on this row's values (a filter, a division, the sandbox)
@@ -154,11 +163,25 @@ class Renderer:
         """The examples shown to a record (indices): every one, or `k` drawn by a seeded generator; never
         the record itself."""
         own = row.get(self.plan.example_id)
-        own = rid if own is None else str(own)
-        eligible = [i for i, (eid, _) in enumerate(self._examples) if eid != own and self._user_of[i] != user]
+        excluded = self._by_id.get(rid if own is None else str(own), set()) | self._by_user.get(user, set())
+        eligible = [i for i in range(len(self._examples)) if i not in excluded]
         if self.plan.k is None or self.plan.k >= len(eligible):
             return eligible
-        return random.Random(sample_seed(self.plan.seed, f"examples:{rid}", 0, None)).sample(eligible, self.plan.k)
+        return _sample(eligible, self.plan.k, f"{self.plan.seed}\x00examples\x00{rid}".encode())
+
+
+def _sample(items: list[int], k: int, key: bytes) -> list[int]:
+    """`k` of `items`, drawn by a partial Fisher-Yates shuffle driven by BLAKE2b of `key`. Not
+    `random.Random(seed).sample`: seeding a Mersenne Twister costs more than the rest of a row's rendering,
+    and Python does not promise that `sample` draws the same across versions; this does, anywhere."""
+    items = list(items)
+    stream = b""
+    for j in range(k):
+        if len(stream) < 8 * (j + 1):
+            stream += hashlib.blake2b(key + len(stream).to_bytes(4, "big"), digest_size=64).digest()
+        pick = j + int.from_bytes(stream[8 * j: 8 * j + 8], "big") % (len(items) - j)
+        items[j], items[pick] = items[pick], items[j]
+    return items[:k]
 
 
 def turn_names(turns) -> list[str]:

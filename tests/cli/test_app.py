@@ -152,6 +152,9 @@ def test_run_as_a_subprocess_then_inspect_and_report_its_output(tmp_path):
                                  "structured_outputs (choice), logprobs (top 3))"]),
     ("openai-batch.yaml", ["bad record req-6: invalid_value: body: batchgen cannot honour presence_penalty",
                            "--- req-3 (reasoning on, 24 tokens, 3 samples)"]),
+    ("lake-table.yaml", ["--- 6 (reasoning on, 70 tokens, thinking budget 16)", "Antworte kurz.\n",
+                         "Repeat the word tiger.\n", "bad record 4: missing_field: the user template needs 'word'; "
+                         "this record has item, lang, level", "6 records, 1 would fail {'missing_field': 1}"]),
 ])
 def test_validate_says_what_each_example_record_runs(job, says):
     result = runner.invoke(app, ["validate", str(ROOT / "jobs" / job), "--show", "9"])

@@ -158,3 +158,19 @@ def test_a_head_without_its_job_agent_yet_is_waited_for_saying_so(monkeypatch):
     monkeypatch.setattr(jobs, "client", lambda address: Refusing(10**9))
     with pytest.raises(jobs.ClusterError, match=r"^submit: the cluster's job agent did not come up in 0 s \(Request failed"):
         jobs.submit("http://h:8265", spec, [], [], None, wait_s=0)
+
+
+def test_a_relative_examples_file_is_refused_before_submitting_and_a_template_file_travels_inside_the_spec(tmp_path):
+    from batchgen.cluster.submit import check_portable, entrypoint
+    from batchgen.spec.job import JobSpec, SpecError, parse_spec
+
+    (tmp_path / "qa.yaml").write_text("user: 'Q: {{ question }}'\n")
+    document = {"name": "t", "model": {"path": "toy:nemotron-h"}, "input": {"uri": "s3://b/in/"},
+                "output": {"uri": "s3://b/out/"}, "prompt": {"template_file": str(tmp_path / "qa.yaml")}}
+    spec = parse_spec(document)
+    check_portable(spec)
+    sent = entrypoint(spec).split("--spec-json ", 1)[1].strip("'")
+    assert JobSpec.model_validate_json(sent).prompt.user == "Q: {{ question }}"
+    with pytest.raises(SpecError, match="^prompt.examples.uri: 'shots.jsonl' is a relative local path"):
+        check_portable(parse_spec({**document, "prompt": {"user": "{{ q }}",
+                                                          "examples": {"uri": "shots.jsonl", "assistant": "{{ a }}"}}}))

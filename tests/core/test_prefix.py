@@ -42,6 +42,30 @@ def test_what_identity_an_output_prefix_has(tmp_path):
         prefix.state(other)
 
 
+def test_a_changed_prompt_is_refused_onto_the_same_output_unless_allowed(tmp_path):
+    from batchgen.core.columns import job_inputs
+    from batchgen.core.prompts import prompt_plan
+
+    write_lines(tmp_path / "in.jsonl", [{"q": "x"}])
+    write_lines(tmp_path / "shots.jsonl", [{"q": "a", "a": "b"}])
+    examples = {"uri": str(tmp_path / "shots.jsonl"), "assistant": "{{ a }}"}
+
+    def manifest(user):
+        spec = spec_for(tmp_path / "in.jsonl", tmp_path / "out", prompt={"user": user, "examples": examples})
+        return Manifest.of(spec, job_inputs(spec)[1], prompt_plan(spec))
+
+    prefix = OutputPrefix(str(tmp_path / "out"))
+    prefix.write_manifest(manifest("Q: {{ q }}"))
+    pq.write_table(pa.table({"id": ["x"]}), tmp_path / "out" / "part-a.parquet")
+    assert prefix.state(manifest("Q: {{ q }}")) == "resume"
+    with pytest.raises(PrefixRefused, match=r"different spec \(changed: prompt\)"):
+        prefix.state(manifest("Question: {{ q }}"))
+    assert prefix.state(manifest("Question: {{ q }}"), allow_changed_spec=True) == "resume"
+    write_lines(tmp_path / "shots.jsonl", [{"q": "a", "a": "c"}])  # the same spec, other examples
+    with pytest.raises(PrefixRefused, match=r"different spec \(changed: prompt\)"):
+        prefix.state(manifest("Q: {{ q }}"))
+
+
 def test_data_files_nobody_wrote_are_never_added_to(tmp_path):
     write_lines(tmp_path / "in.jsonl", [{"prompt": "x"}])
     (tmp_path / "out").mkdir()

@@ -119,3 +119,14 @@ def test_a_template_file_is_read_into_the_spec_and_keys_written_inline_win(tmp_p
 def test_the_names_a_template_reads_are_its_undeclared_variables():
     assert template_names("{% for c in choices %}{{ c }}{% endfor %}{{ question | upper }}{% set x = 1 %}{{ x }}") == {
         "choices", "question"}
+
+
+def test_the_draw_is_pinned_and_even():
+    from collections import Counter
+
+    from batchgen.record.templates import _sample
+
+    # pinned: a rerun, a resumed job, another Python shows a record the same examples
+    assert _sample(list(range(10)), 3, b"7\x00examples\x00r1") == [6, 8, 4]
+    counts = Counter(i for n in range(8000) for i in _sample(list(range(8)), 2, f"0\x00examples\x00r{n}".encode()))
+    assert len(counts) == 8 and max(counts.values()) / min(counts.values()) < 1.15  # each example ~2,000 times
