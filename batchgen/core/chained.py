@@ -17,7 +17,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchgen.core.prefix import BATCH_OUTPUT, SUCCESS_FILE, JOB_FILE, data_files
+from batchgen.core.prefix import JOB_FILE, SUCCESS_FILE, data_files
 from batchgen.core.storage import format_of
 
 RENAMED = ("id", "sample_index", "max_thinking_tokens", "reasoning")
@@ -43,7 +43,7 @@ def committed_files(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     if not fs.exists(f"{path}/{SUCCESS_FILE}"):
         raise ValueError(f"input.uri: the job at {path} has not finished (no {SUCCESS_FILE}): run it to the end "
                          "first (batchgen run ... resumes it), then this job reads its answers")
-    files = [f for f in data_files(fs, path) if not f.endswith(BATCH_OUTPUT)]
+    files = data_files(fs, path)  # not `_batch_output.jsonl` (openai format): batchgen's own files start with _
     if not files:
         raise ValueError(f"input.uri: the job at {path} wrote no data files")
     if any(format_of(f) != "parquet" for f in files):
