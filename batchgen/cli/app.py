@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import traceback
@@ -40,7 +41,8 @@ def _show_results(spec: JobSpec, count: int) -> None:
         return
     shown = ["id", "sample_index", "reasoning", "reasoning_content", "content", "tool_calls", "finish_reason", "thinking_budget_hit",
              "reasoning_end", "error"]
-    for row in prefix.scanner(shown, files[:1]).head(count).to_pylist():
+    rows = (row for batch in prefix.batches(shown, files[:1], rows_per_batch=count) for row in batch.to_pylist())
+    for row in itertools.islice(rows, count):
         typer.echo(json.dumps(row, ensure_ascii=False, default=str)[:600])
 
 

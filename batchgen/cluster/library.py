@@ -8,7 +8,6 @@ whole sections merged into it (`output={"uri": ...}` changes the output's uri an
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from batchgen.core.prompts import prompt_plan
 from batchgen.core.reading import dataset_block
 from batchgen.core.stats import JobStats
 from batchgen.record.rows import OUTPUT_FIELDS
-from batchgen.spec.job import JobSpec, SpecError, parse_spec, read_document
+from batchgen.spec.job import JobSpec, SpecError, merged, parse_spec, read_document
 from batchgen.views.logs import captured
 from batchgen.views.progress import Snapshot
 
@@ -44,15 +43,6 @@ class JobResult:
     log: Path | None
 
 
-def _merged(document: dict, overrides: dict[str, Any]) -> dict:
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(document.get(key), dict):
-            document[key] = _merged(dict(document[key]), value)
-        else:
-            document[key] = value
-    return document
-
-
 def _document(spec: str | Path | dict | JobSpec) -> dict:
     if isinstance(spec, (str, Path)):
         return read_document(spec)
@@ -60,7 +50,7 @@ def _document(spec: str | Path | dict | JobSpec) -> dict:
         return spec.model_dump(mode="json")
     if not isinstance(spec, dict):
         raise SpecError(f"a job spec is a YAML file's path, a dict or a JobSpec, not {type(spec).__name__}")
-    return copy.deepcopy(spec)
+    return spec  # `merged` and `parse_spec` copy, never change it
 
 
 def as_spec(spec: str | Path | dict | JobSpec, overrides: dict[str, Any] | None = None) -> JobSpec:
@@ -69,7 +59,7 @@ def as_spec(spec: str | Path | dict | JobSpec, overrides: dict[str, Any] | None 
     SpecError naming every offending key."""
     if isinstance(spec, JobSpec) and not overrides:
         return spec
-    return parse_spec(_merged(_document(spec), overrides or {}))
+    return parse_spec(merged(_document(spec), overrides or {}))
 
 
 def run(spec: str | Path | dict | JobSpec, /, *, allow_changed_spec: bool = False, verbose: bool = False,
@@ -113,14 +103,16 @@ def generate(dataset, spec: str | Path | dict | JobSpec, /, *,
     job's; the spec's `model`, `engine`, `prompt`, `defaults`, `budget`, `scaling`, `errors` and `seed`
     apply, and `input` and `output` need not be given (`input.id_column` names the id column).
 
-    What stays the job's: a Dataset has no input scan, so a reused id is not an error row and a row
-    without an id is named by a digest of its values; nothing is checkpointed, so a failed pipeline
-    resumes nothing; a row is still never lost (an answer or an error row each, as in a job), and the
-    pipeline stops (TooManyErrors) when the share of error rows passes `errors.max_fraction`. Use
-    `batchgen.run` where those guarantees matter. Needs Ray initialized (a Dataset already has it)."""
+    What stays the job's: a Dataset has no input scan, so a reused id is not an error row (each row with
+    it is answered) and a row without an id is named by a digest of its values (identical rows share it,
+    and with it their samples' seeds: sample a prompt many times with `n`); nothing is checkpointed, so a
+    failed pipeline resumes nothing, and the batches Ray Data retries after a replica's death run again,
+    so their rows can come out twice. Every row otherwise comes out once, as an answer or an error row,
+    and the pipeline stops (TooManyErrors) when the share of error rows passes `errors.max_fraction`. Use
+    `batchgen.run` where exactly-once matters. Needs Ray initialized (a Dataset already has it)."""
     # A Dataset is both the input and the output: the spec's input and output sections may be left out.
     placeholders = {"name": "generate", "input": {"uri": "ray-dataset"}, "output": {"uri": "ray-dataset"}}
-    job = parse_spec(_merged(_merged(placeholders, _document(spec)), overrides))
+    job = parse_spec(merged(merged(placeholders, _document(spec)), overrides))
     columns = InputColumns.of(job)
     schema = dataset.schema()
     fields = [pa.field(name, kind) for name, kind in zip(schema.names, schema.types)]
@@ -130,5 +122,5 @@ def generate(dataset, spec: str | Path | dict | JobSpec, /, *,
     budgeted = job.defaults.max_thinking_tokens is not None or columns.budget_column in schema.names
     decoder = Decoder(passthrough, {}, False, columns, prompt_plan(job))
     keyed = dataset.map_batches(dataset_block, fn_args=(columns,), batch_format="pyarrow", batch_size=None)
-    progress = progress_actor(job.errors.max_fraction, job.errors.min_records)
+    progress = progress_actor(job.errors.max_fraction, job.errors.min_records, ids_unique=False)
     return replica_stage(job, keyed, progress, decoder, budgeted, replica_factory)

@@ -138,9 +138,11 @@ class GenerateStage:
         finally:  # unsaid, each record this process began counts one death (`CrashLedger`)
             os._exit(1)
 
-def progress_actor(max_fraction: float, min_records: int):
+def progress_actor(max_fraction: float, min_records: int, ids_unique: bool = True):
     """Starts the job's progress actor (no CPU slot): its tally judges the early stop with `max_fraction`
-    and `min_records` (`errors` in the spec)."""
+    and `min_records` (`errors` in the spec). `ids_unique`: every row has an id of its own (a job's, after
+    its input scan), so an id whose row was handed out is a retried batch's and is not run again; without
+    it (`batchgen.generate`: a Dataset may repeat ids) every row runs."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -157,7 +159,7 @@ def progress_actor(max_fraction: float, min_records: int):
         def begin(self, ids: list[str]) -> list[tuple[int, int, bool]]:
             """Per record: the engine deaths it was on the engine for, those alone on it, and whether its row
             was already handed out (then it is not begun: it must not run again)."""
-            handed = [rid in self.handed_out for rid in ids]
+            handed = [ids_unique and rid in self.handed_out for rid in ids]
             counts = iter(self.ledger.begin([rid for rid, done in zip(ids, handed) if not done]))
             return [(0, 0, True) if done else (*next(counts), False) for done in handed]
 

@@ -48,8 +48,9 @@ def decode(block: pa.Table, passthrough: Passthrough,
         if extra:  # partition values: a record's own field wins over its folder's
             values = block.select(extra).to_pylist()
             records = [{**v, **r} if isinstance(r, dict) else r for r, v in zip(records, values)]
-        if columns.read is not None:
-            records = [{k: v for k, v in r.items() if columns.keeps(k)} if isinstance(r, dict) else r for r in records]
+        if columns.read is not None:  # partition values are read whatever `input.columns` says
+            records = [{k: v for k, v in r.items() if columns.keeps(k) or k in extra} if isinstance(r, dict) else r
+                       for r in records]
         table_columns = passthrough.from_records(records)
     else:  # Parquet: passthrough columns are cast, not rebuilt, so they keep their Parquet types
         fields = extra if renderer else [c for c in extra if c in INPUT_FIELDS]

@@ -8,7 +8,8 @@ with `@max_thinking_tokens` when the row ran with a budget (unique: it is the fi
 columns are the records' columns, for the templates and passed through, except that the ones that would
 steer this job (`id`, `max_thinking_tokens`, `reasoning`) and its key (`sample_index`) are renamed
 `source_<name>` (the join key back to the first job's rows), and the per-token and accounting columns
-(`logprobs`, token counts, `model`, ...) are left out unless `input.columns` names them.
+(`logprobs`, token counts, `model`, ...) are left out unless `input.columns` names them. A first job
+that was itself chained already holds `source_id`: its own `id` becomes `source_source_id`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,22 @@ LEFT_OUT = ("logprobs", "model", "prompt_tokens", "reasoning_tokens", "completio
             "reasoning_end")
 
 
-def source_name(column: str) -> str:
-    """A first job's column as this job sees it: `source_id` for `id`, the others as they are."""
-    return f"source_{column}" if column in RENAMED else column
+def renames(names: list[str]) -> dict[str, str]:
+    """A first job's columns as this job sees them: `source_id` for `id` (and the other `RENAMED`), the
+    others as they are; a name already taken (a chained job's own output holds `source_id`) gets another
+    `source_` in front, as passthrough columns get `input_`."""
+    taken = set(names)
+    mapping = {}
+    for name in names:
+        if name in RENAMED:
+            new = f"source_{name}"
+            while new in taken:
+                new = f"source_{new}"
+            taken.add(new)
+            mapping[name] = new
+        else:
+            mapping[name] = name
+    return mapping
 
 
 def is_job_output(fs: fsspec.AbstractFileSystem, path: str) -> bool:
@@ -53,32 +67,36 @@ def committed_files(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
 
 
 def read_columns(names: list[str], wanted: frozenset[str] | None, scan: bool, budget: str | None) -> list[str]:
-    """The columns to read of a first job's data file (`names`): its key and `error` always; in scan mode
-    only those and the column `budget` (this job's name) comes from; else `wanted` (by either name) or all
-    but `LEFT_OUT`."""
-    always = [*KEY, "error"]
+    """The columns to read of a first job's data file (`names`): its key and `finish_reason` always; in
+    scan mode only those and the column `budget` (this job's name) comes from; else `wanted` (by either
+    name) or all but `LEFT_OUT`."""
+    always = [*KEY, "finish_reason"]
+    mapping = renames(names)
     if scan:
-        chosen = always + [n for n in names if source_name(n) == budget]
+        chosen = always + [n for n in names if mapping[n] == budget]
     elif wanted is None:
         chosen = [n for n in names if n not in LEFT_OUT]
     else:
-        chosen = [n for n in names if n in wanted or source_name(n) in wanted or n in always]
+        chosen = [n for n in names if n in wanted or mapping[n] in wanted or n in always]
     return [n for n in names if n in chosen]
 
 
-def answers(table: pa.Table, include_errors: bool) -> tuple[pa.Table, list[str]]:
-    """A first job's rows as this job's records: error rows dropped (unless `include_errors`), columns
-    renamed (`source_name`), and each row's key text."""
-    if not include_errors:  # answers only: the error column, null in every one of them, goes too
-        table = table.filter(pc.is_null(table.column("error"))).drop_columns(["error"])
+def answers(table: pa.Table, include_errors: bool, names: list[str]) -> tuple[pa.Table, list[str]]:
+    """A first job's rows (read from a file whose columns are `names`) as this job's records: error rows
+    dropped unless `include_errors` (a record that could not run: `finish_reason` "error"; an answer
+    whose tool calls or structured check failed has an `error` too, and is an answer), columns renamed
+    (`renames`), and each row's key text."""
+    if not include_errors:
+        table = table.filter(pc.not_equal(table.column("finish_reason"), "error"))
     keys = []
     for rid, sample, budget in zip(*(table.column(c).to_pylist() for c in KEY)):
         key = rid if sample is None else f"{rid}#{sample}"
         keys.append(key if budget is None else f"{key}@{budget}")
-    return table.rename_columns([source_name(n) for n in table.column_names]), keys
+    mapping = renames(names)
+    return table.rename_columns([mapping[n] for n in table.column_names]), keys
 
 
-def renamed(schema: pa.Schema, include_errors: bool) -> pa.Schema:
-    """A first job's file schema as this job's columns (as `answers` leaves them)."""
-    return pa.schema([field.with_name(source_name(field.name)) for field in schema
-                      if include_errors or field.name != "error"])
+def renamed(schema: pa.Schema, names: list[str]) -> pa.Schema:
+    """A first job's file schema (of a file whose columns are `names`) as this job's columns."""
+    mapping = renames(names)
+    return pa.schema([field.with_name(mapping[field.name]) for field in schema])

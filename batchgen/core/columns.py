@@ -16,11 +16,14 @@ A chained job reads another job's output prefix (`batchgen.core.chained`): `chai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import pyarrow as pa
 
 from batchgen.record.contract import INPUT_FIELDS
 from batchgen.spec.job import JobSpec
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # Arrow's `HivePartitioning` null_fallback, Hive's and Spark's name
 
 
 @dataclass(frozen=True)
@@ -60,34 +63,43 @@ class InputColumns:
         """Whether the column `name` is read at all."""
         return self.read is None or name in self.read
 
-    def data_fields(self, names) -> list[str]:
-        """Of `names` (a record's fields, a file's columns, in order), the ones passed through."""
-        return [n for n in names if n not in self.contract and self.keeps(n)]
+    def data_fields(self, names, partitions=()) -> list[str]:
+        """Of `names` (a record's fields, a file's columns, in order), the ones passed through: those read,
+        and partition keys (`partitions`) always."""
+        return [n for n in names if n not in self.contract and (self.keeps(n) or n in partitions)]
 
-    def partitions(self, relative: str) -> dict[str, str]:
+    def partitions(self, relative: str) -> dict[str, str | None]:
         """The partition values of a file named `relative` to the input root (`lang=en/day=2/p.parquet`:
-        lang en, day 2); none without Hive partitioning."""
+        lang en, day 2), read as Arrow's Hive partitioning reads them: URL-decoded (`city=New%20York`), and
+        `__HIVE_DEFAULT_PARTITION__` (Hive's and Spark's folder for null) is null. None without Hive
+        partitioning. Always read, whatever `input.columns` says."""
         if not self.hive:
             return {}
         values = {}
         for folder in relative.split("/")[:-1]:
             key, sep, value = folder.partition("=")
-            if sep and key and self.keeps(key):
-                values[key] = value
+            if sep and key:
+                value = unquote(value)
+                values[unquote(key)] = None if value == HIVE_NULL else value
         return values
 
     def identity(self) -> dict:
-        """What of this changes a job's records (the output's fingerprint takes it); {} for the defaults, so
-        prefixes written before these settings existed keep their fingerprint."""
-        differs = {k: v for k, v in (("id_column", self.id_column), ("hive", self.hive), ("templated", self.templated),
-                                     ("chained", self.chained), ("include_errors", self.include_errors),
-                                     ("budget_column", self.budget_column)) if v != getattr(InputColumns, k)}
-        if self.read is not None:
-            differs["read"] = sorted(self.read)
-        return differs
+        """What of this decides which records there are and their ids (part of the input's identity:
+        another one is another input); {} for the defaults, so prefixes written before these settings
+        existed keep their fingerprint."""
+        return self._differing(("id_column", "hive", "chained", "include_errors"))
+
+    def shaping(self) -> dict:
+        """What of this shapes a record's prompt and row but not which records there are (part of the
+        answer-shaping settings: a change is refused unless `--allow-changed-spec`); {} for the defaults."""
+        differs = self._differing(("templated", "budget_column"))
+        return differs | ({"read": sorted(self.read)} if self.read is not None else {})
+
+    def _differing(self, names: tuple[str, ...]) -> dict:
+        return {name: getattr(self, name) for name in names if getattr(self, name) != getattr(InputColumns, name)}
 
 
-def with_partitions(table: pa.Table, partitions: dict[str, str]) -> pa.Table:
+def with_partitions(table: pa.Table, partitions: dict[str, str | None]) -> pa.Table:
     """`table` with a string column per partition key it lacks (a file's own column wins)."""
     for key, value in partitions.items():
         if key not in table.column_names:

@@ -13,12 +13,13 @@ ids (`row_ids`); `duplicate_errors`, place -> its `duplicate_id` error (`Duplica
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from batchgen.core.ledger import FirstOccurrences
-from batchgen.record.contract import RecordError
+from batchgen.record.contract import RecordError, id_text
+
+__all__ = ["ROW_KEY", "DuplicateFinder", "InputNames", "id_text", "input_root", "row_ids"]
 
 ROW_KEY = "id"  # the output column that identifies a row: Ray Data's checkpoint filters finished rows by it
 
@@ -53,18 +54,6 @@ class InputNames:
     def location(self, path: str, number: int) -> str:
         """`name:number`: where a record is, as ids and error messages say it."""
         return f"{self.relative(path)}:{number}"
-
-
-def id_text(value) -> str | None:
-    """A record's own id as text, or None when it has none usable. Integers (and floats that hold one,
-    as pandas writes integer columns with nulls) become their decimal text."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, float):
-        if math.isnan(value) or not value.is_integer():
-            return None  # no id; a non-integral float is also the record's invalid_type error
-        value = int(value)
-    return str(value) if isinstance(value, (str, int)) else None
 
 
 def row_ids(raw_ids: list, path: str, numbers: list[int], names: InputNames,

@@ -9,7 +9,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from batchgen.core.storage import InputSet, arrow_fs, compression_of, open_fs
+from batchgen.core.storage import InputSet, compression_of, open_fs
 from batchgen.record.templates import PromptPlan, Renderer
 from batchgen.spec.job import JobSpec
 
@@ -22,7 +22,8 @@ def read_examples(uri: str, storage: dict | None = None) -> list[dict]:
     rows = []
     for file in found.files:
         if found.format == "parquet":
-            rows += pq.read_table(file, filesystem=arrow_fs(fs)).to_pylist()
+            with fs.open(file, "rb") as handle, pq.ParquetFile(handle) as parquet:  # as `OutputPrefix.batches`
+                rows += parquet.read(use_threads=False).to_pylist()
             continue
         with fs.open(file, "rb", compression="infer" if compression_of(file) else None) as handle:
             for number, line in enumerate(handle, start=1):

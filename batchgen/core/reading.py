@@ -95,7 +95,7 @@ def _jsonl_blocks(stream, path: str, names: InputNames, duplicate_places: frozen
         ids = row_ids(raw_ids, path, numbers, names, duplicate_places)
         if scan:
             dicts = [{**partitions, **r} for r in records if isinstance(r, dict)]
-            fields = columns.data_fields(dict.fromkeys(k for r in dicts for k in r))
+            fields = columns.data_fields(dict.fromkeys(k for r in dicts for k in r), partitions)
             budget = columns.budget_column
             budgeted = _budgeted([r.get(budget) if isinstance(r, dict) and budget else None for r in records])
             return _block(path, numbers, ids, _scan_columns(pa.schema(infer_fields(dicts, fields)), budgeted))
@@ -124,13 +124,14 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
     if columns.chained:
         read = chained.read_columns(file_names, columns.read, scan, columns.budget_column)
         kept = chained.read_columns(file_names, columns.read, False, columns.budget_column)  # what records hold
-        schema = chained.renamed(pa.schema([parquet.schema_arrow.field(n) for n in kept]), columns.include_errors)
+        schema = chained.renamed(pa.schema([parquet.schema_arrow.field(n) for n in kept]), file_names)
     else:
         wanted = [columns.id_column, columns.budget_column] if scan else file_names
         read = [c for c in file_names if c in wanted and columns.keeps(c)]
         schema = parquet.schema_arrow
     passthrough = pa.schema([schema.field(n) for n in columns.data_fields(schema.names)]
-                            + [pa.field(k, pa.string()) for k in columns.data_fields(partitions) if k not in schema.names])
+                            + [pa.field(k, pa.string()) for k in columns.data_fields(partitions, partitions)
+                               if k not in schema.names])
     first, typed = 0, False
     batches = parquet.iter_batches(batch_size=ROWS_PER_BLOCK, columns=read)
     if read == []:  # no column to read: the row count says how many rows there are
@@ -139,7 +140,7 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
     for batch in batches:
         table = pa.Table.from_batches([batch])
         if columns.chained:
-            table, raw_ids = chained.answers(table, columns.include_errors)
+            table, raw_ids = chained.answers(table, columns.include_errors, file_names)
         else:
             raw_ids = (table.column(columns.id_column).to_pylist() if columns.id_column in table.column_names
                        else [None] * table.num_rows)

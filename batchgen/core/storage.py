@@ -83,7 +83,8 @@ class _CommitOnClose:
         if format_of(self._path) != "parquet":
             return True
         try:
-            pq.read_metadata(self._fs.open(self._staging, "rb"))
+            with self._fs.open(self._staging, "rb") as handle:
+                pq.read_metadata(handle)
         except Exception:  # any unreadable footer: the file is not whole
             return False
         return True
@@ -175,6 +176,12 @@ class InputSet:
 
     def identity(self) -> dict:
         """What makes two inputs the same for resuming: the files (named from the root), sizes, format, and
-        how their columns are read (`InputColumns.identity`: only where it differs from the defaults)."""
+        what decides their records and ids (`InputColumns.identity`, the partition keys; only where they
+        differ from the defaults)."""
         identity = {"format": self.format, "files": [[self.names.names[f], s] for f, s in zip(self.files, self.sizes)]}
-        return identity | ({"columns": self.columns.identity()} if self.columns.identity() else {})
+        columns = self.columns.identity()
+        # Partition folders are columns now: an output started before they were (same files, no partition
+        # columns) is another input's, not one whose files would disagree on their schema.
+        keys = sorted({k for f in self.files for k in self.columns.partitions(self.names.relative(f))})
+        columns |= {"partition_keys": keys} if keys else {}
+        return identity | ({"columns": columns} if columns else {})

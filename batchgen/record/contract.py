@@ -131,6 +131,18 @@ class Tool(BaseModel):
     function: FunctionDefinition
 
 
+def id_text(value) -> str | None:
+    """A record's own id as text, or None when it has none usable. Integers (and floats that hold one,
+    as pandas writes integer columns with nulls) become their decimal text."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value) or not value.is_integer():
+            return None  # no id; a non-integral float is also the record's invalid_type error
+        value = int(value)
+    return str(value) if isinstance(value, (str, int)) else None
+
+
 def whole_number(value: Any) -> Any:
     """pandas stores an integer column that has nulls as float64, so its Parquet and `to_json` give 16.0
     for 16: a float holding a whole number is that int. Any other value is left to strict validation, which
@@ -143,7 +155,7 @@ def whole_number(value: Any) -> Any:
 class JsonSchema(BaseModel):
     """OpenAI's `response_format.json_schema`: the schema under `schema`, a `name`, optional `strict`."""
 
-    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
     name: str | None = None
     schema_: dict[str, Any] = Field(alias="schema")
     strict: bool | None = None

@@ -32,7 +32,7 @@ from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import concat
 
-from batchgen.record.contract import RecordError
+from batchgen.record.contract import RecordError, id_text
 
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 
@@ -112,13 +112,15 @@ class Renderer:
         example_turns = [(role, compile_template(text, f"prompt.examples.{role}")) for role, text in plan.example_turns]
         self._examples = []  # (id, rendered turns)
         for number, example in enumerate(plan.examples, start=1):
-            values = _present(example)
+            eid = id_text(example.get(plan.example_id))
+            values = _present(example) | ({"id": eid} if eid is not None else {})  # as a record's templates see it
             try:
                 turns = [{"role": role, "content": t.render(values)} for role, t in example_turns]
             except jinja2.UndefinedError as error:
                 raise TemplateError(f"prompt.examples: example {number}: {_missing(error, 'example', values).message}") from None
-            rid = example.get(plan.example_id)
-            self._examples.append((None if rid is None else str(rid), turns))
+            except Exception as error:  # a filter given the wrong type, the sandbox: the example's, named
+                raise TemplateError(f"prompt.examples: example {number}: {type(error).__name__}: {error}") from None
+            self._examples.append((eid, turns))
         # Which examples a record must not see: those with its id, and those whose user turn is its own
         # (spaces at either end do not make another question).
         self._by_id: dict[str, set[int]] = {}
@@ -132,10 +134,10 @@ class Renderer:
     def render(self, row: dict, rid: str) -> dict | RecordError:
         """A raw record of the input contract (`messages`, and the plan's `fields` from their columns) for
         one row (its columns' values, JSON or Arrow's Python values); `rid`: its row id, which templates
-        see as `id` unless the row has an `id` column. A name the templates need that the row lacks or
+        see as `id` (a column named `id` is where the row id came from, or is not read). A name the templates need that the row lacks or
         holds null is the `missing_field` error naming the template and the row's columns."""
         values = _present(row)
-        values.setdefault("id", rid)
+        values["id"] = rid  # the row id, whichever column it came from (`input.id_column`)
         # One context for all of a row's turns: making a Jinja2 context is most of a render's cost, and the
         # turns are templates of one environment without blocks. Its globals (range, namespace, ...) as
         # `Template.render` gives them; a column of the same name wins.
@@ -145,7 +147,7 @@ class Renderer:
             try:
                 messages.append({"role": role, "content": concat(template.root_render_func(context))})
             except jinja2.UndefinedError as error:
-                return _missing(error, name, {k: v for k, v in values.items() if k != "id" or "id" in row})
+                return _missing(error, name, {k: v for k, v in values.items() if k != "id"})
             except Exception as error:  # a template's own failure on this row's values (a filter, a division, the sandbox)
                 return RecordError("template_error", f"the {name} template: {type(error).__name__}: {error}")
         if self._examples:
@@ -162,8 +164,8 @@ class Renderer:
     def _draw(self, rid: str, row: dict, user: str | None) -> list[int]:
         """The examples shown to a record (indices): every one, or `k` drawn by a seeded generator; never
         the record itself."""
-        own = row.get(self.plan.example_id)
-        excluded = self._by_id.get(rid if own is None else str(own), set()) | self._by_user.get(user, set())
+        own = id_text(row.get(self.plan.example_id)) or rid
+        excluded = self._by_id.get(own, set()) | self._by_user.get(user, set())
         eligible = [i for i in range(len(self._examples)) if i not in excluded]
         if self.plan.k is None or self.plan.k >= len(eligible):
             return eligible

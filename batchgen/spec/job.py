@@ -258,8 +258,18 @@ def parse_spec(document: Any, overrides: list[str] = ()) -> JobSpec:
         raise SpecError(_describe(error)) from None
 
 
+def merged(base: dict, over: dict) -> dict:
+    """`base` with `over` laid on it, section by section: a mapping in both is merged the same way, any
+    other value of `over` replaces `base`'s. Neither is changed."""
+    result = dict(base)
+    for key, value in over.items():
+        result[key] = merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
+    return result
+
+
 def _inline_template_file(document: dict) -> None:
-    """Replaces `prompt.template_file` with its keys (the section's own keys win), in place: the spec then
+    """Replaces `prompt.template_file` with its keys (the section's own keys win, key by key: `--set
+    prompt.examples.k=3` changes the file's `k` and keeps its examples' `uri`), in place: the spec then
     holds the templates' text, so the output's fingerprint follows the wording, and a spec sent to a
     cluster does not need the file there. Raises SpecError when the file cannot be read or is not a
     mapping of the section's keys."""
@@ -276,7 +286,7 @@ def _inline_template_file(document: dict) -> None:
         raise SpecError(f"prompt.template_file: {uri} holds no mapping of prompt keys (system, user, messages, ...)")
     if "template_file" in loaded:
         raise SpecError(f"prompt.template_file: {uri} names another template_file; one level only")
-    document["prompt"] = {**loaded, **prompt}
+    document["prompt"] = merged(loaded, prompt)
 
 
 def read_document(path: str | Path) -> dict:

@@ -108,13 +108,15 @@ def test_a_judge_reads_a_first_job_on_the_s3_server(lake_run, s3_endpoint):
 def test_generate_is_a_stage_of_a_ray_data_pipeline(ray_cluster):
     import ray
 
-    records = ray.data.from_items([{"qid": 10, "word": "apple", "note": "a"}, {"qid": 11, "word": None, "note": "b"},
-                                   {"qid": 12, "word": "river", "note": "c"}])
+    # qid 12 twice, in two batches of 2: a Dataset may repeat ids, and each of its rows is answered
+    records = ray.data.from_items([{"qid": 10, "word": "apple", "note": "a"}, {"qid": 12, "word": "river", "note": "c"},
+                                   {"qid": 11, "word": None, "note": "b"}, {"qid": 12, "word": "stone", "note": "d"}])
     spec = {**BASE, "input": {"uri": "unused", "id_column": "qid"}, "prompt": {"user": "Repeat the word {{ word }}."},
             "defaults": {"reasoning": "off", "max_tokens": 12, "temperature": 0.0}}
-    rows = sorted(batchgen.generate(records.filter(lambda r: True), spec).take_all(), key=lambda r: r["id"])
-    assert [r["id"] for r in rows] == ["10", "11", "12"] and [r["note"] for r in rows] == ["a", "b", "c"]
+    rows = sorted(batchgen.generate(records.filter(lambda r: True), spec, scaling={"batch_size": 2}).take_all(),
+                  key=lambda r: r["note"])
+    assert [r["id"] for r in rows] == ["10", "11", "12", "12"] and [r["note"] for r in rows] == ["a", "b", "c", "d"]
     assert rows[1]["error"] == "missing_field: the user template needs 'word'; this record has note, qid"
-    for answered in (rows[0], rows[2]):  # the toy's words are its own; that it answered, and how, is the stage's
+    for answered in (rows[0], rows[2], rows[3]):  # the toy's words are its own; that it answered, and how, is the stage's
         assert answered["error"] is None and answered["content"] and answered["finish_reason"] in ("stop", "length")
         assert answered["reasoning"] == "off" and answered["reasoning_content"] is None

@@ -39,8 +39,10 @@ def test_a_partitioned_table_with_a_template_gives_every_row_a_prompt_or_an_erro
 
 def test_only_the_columns_asked_for_are_read_with_the_ones_the_job_needs(tmp_path):
     write_lake_table(tmp_path)
-    _, records, table = job_read(lake_spec(tmp_path, columns=["answer"]))
-    # the id column and the templates' columns (question, context, lang) are read too; n is not
+    spec = lake_spec(tmp_path, columns=["answer"])
+    spec = spec.model_copy(update={"prompt": spec.prompt.model_copy(update={"system": "Be brief."})})  # no {{ lang }}
+    _, records, table = job_read(spec)
+    # the id column, the templates' columns (question, context) and the partition keys are read too; n is not
     assert [c for c in table.column_names if c in ("qid", "question", "context", "answer", "lang", "n")] == [
         "qid", "question", "context", "answer", "lang"]
     assert isinstance(records[0], dict)
@@ -112,3 +114,48 @@ def test_a_job_without_templates_keeps_its_fingerprint(tmp_path):
     assert "prompt" not in manifest.to_json() and "columns" not in manifest.input
     assert manifest.fingerprint == Manifest(manifest.spec, manifest.input).fingerprint
     assert LAKE_ROWS  # the shared table stays non-empty for the other tests
+
+
+def test_partition_folders_read_as_arrow_reads_them_and_whatever_the_columns_say(tmp_path):
+    write_lines(tmp_path / "in" / "city=New%20York" / "a.jsonl", [{"id": "a", "prompt": "x"}])
+    write_lines(tmp_path / "in" / "city=__HIVE_DEFAULT_PARTITION__" / "b.jsonl", [{"id": "b", "prompt": "y"}])
+    _, records, table = job_read(spec_for(tmp_path / "in", tmp_path / "out",
+                                          input={"uri": str(tmp_path / "in"), "columns": ["prompt"]}))
+    assert {r["id"]: r["city"] for r in records} == {"a": "New York", "b": None}
+    assert dict(zip(table.column("id").to_pylist(), table.column("city").to_pylist())) == {"a": "New York", "b": None}
+
+
+def test_a_records_own_example_is_left_out_when_its_id_column_holds_floats(tmp_path):
+    # pandas writes an integer column with nulls as float64: 1.0 is the id 1, and example 1 is the record itself
+    pq.write_table(pa.table({"qid": pa.array([1.0, None, 3.0]), "q": ["a", "b", "c"]}), tmp_path / "t.parquet")
+    write_lines(tmp_path / "shots.jsonl", [{"qid": 1, "q": "one", "a": "1"}, {"qid": 3, "q": "three", "a": "3"}])
+    spec = spec_for(tmp_path / "t.parquet", tmp_path / "out", input={"uri": str(tmp_path / "t.parquet"), "id_column": "qid"},
+                    prompt={"user": "{{ q }} ({{ id }})", "examples": {"uri": str(tmp_path / "shots.jsonl"),
+                                                                       "assistant": "{{ a }}", "id_column": "qid"}})
+    ids, records, _ = job_read(spec)
+    assert ids == ["1", "t.parquet:1", "3"]
+    shown = [[m["content"] for m in r["messages"]] for r in records]
+    assert shown == [["three (3)", "3", "a (1)"], ["one (1)", "1", "three (3)", "3", "b (t.parquet:1)"],
+                     ["one (1)", "1", "c (3)"]]
+
+
+def test_what_decides_the_records_is_the_inputs_identity_and_what_shapes_them_is_allowed_to_change(tmp_path):
+    from batchgen.core.columns import job_inputs
+    from batchgen.core.prefix import OutputPrefix, PrefixRefused
+
+    write_lake_table(tmp_path)
+
+    def manifest(**input_section):
+        spec = lake_spec(tmp_path, **input_section)
+        return Manifest.of(spec, job_inputs(spec)[1], prompt_plan(spec))
+
+    first = manifest(columns=["answer"])
+    assert first.input["columns"] == {"id_column": "qid", "partition_keys": ["lang"]}
+    prefix = OutputPrefix(str(tmp_path / "out"))
+    prefix.write_manifest(first)
+    pq.write_table(pa.table({"id": ["1"]}), tmp_path / "out" / "part-a.parquet")
+    with pytest.raises(PrefixRefused, match=r"changed: columns"):  # reading one more column
+        prefix.state(manifest(columns=["answer", "n"]))
+    assert prefix.state(manifest(columns=["answer", "n"]), allow_changed_spec=True) == "resume"
+    with pytest.raises(PrefixRefused, match="another input"):  # other records' ids: never
+        prefix.state(manifest(columns=["answer"], partitioning="none"))
