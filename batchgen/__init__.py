@@ -9,7 +9,7 @@ The public Python front, what the `batchgen` command itself calls; everything el
     print(result.stats.records, result.stats.errors_by_code, result.output, result.log)
     print(batchgen.inspect_output(result.output).state)          # complete | stopped | partial
 
-    rows = batchgen.generate(ray.data.read_parquet("s3://lake/questions/"), "jobs/judge.yaml")  # a Ray Data stage
+    rows = batchgen.generate(ray.data.read_parquet("s3://lake/items/"), "jobs/lake-table.yaml")  # a Ray Data stage
 
 | name | what it is |
 |---|---|
