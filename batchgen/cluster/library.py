@@ -122,5 +122,5 @@ def generate(dataset, spec: str | Path | dict | JobSpec, /, *,
     budgeted = job.defaults.max_thinking_tokens is not None or columns.budget_column in schema.names
     decoder = Decoder(passthrough, {}, False, columns, prompt_plan(job))
     keyed = dataset.map_batches(dataset_block, fn_args=(columns,), batch_format="pyarrow", batch_size=None)
-    progress = progress_actor(job.errors.max_fraction, job.errors.min_records, ids_unique=False)
+    progress = progress_actor(job.errors.max_fraction, job.errors.min_records)
     return replica_stage(job, keyed, progress, decoder, budgeted, replica_factory)

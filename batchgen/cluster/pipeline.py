@@ -15,7 +15,8 @@ futures of rows`, `model_name` and `close()` hosts the engine (tests and benchma
 
 Owns the job's steps (prefix state, scan, generation passes until the checkpoint holds every record, stats,
 markers), the Ray Data context and actor pool they run in, and the default replica factory. The replica
-stage and the progress actor are `stage`; Ray's datasource, checkpoint and file names are `ray_io`.
+stage and the progress actor are `stage`; Ray's datasource and file names are `ray_io`, its checkpoint
+`checkpoint`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from batchgen.cluster.ray_io import checkpoint_config, filename_provider, json_lines_datasink, ray_dataset
+from batchgen.cluster.checkpoint import checkpoint_config
+from batchgen.cluster.ray_io import filename_provider, json_lines_datasink, ray_dataset
 from batchgen.cluster.stage import EngineRefused, GenerateStage, ReplicaLike, progress_actor, watch
 from batchgen.core.blocks import Decoder, schema
 from batchgen.core.columns import job_inputs
@@ -160,7 +162,7 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
             watcher = threading.Thread(target=watch, daemon=True, args=(
                 progress, CommittedRecords(prefix).count, spec.scaling, started, scanned.records, skipped, report, stop))
             watcher.start()
-        context.checkpoint_config = checkpoint_config(prefix)
+        context.checkpoint_config = checkpoint_config(prefix, scanned.positions, scanned.ids.committed)
         try:
             # A replica that dies may leave records that no retried batch holds any more (`flow`): another
             # pass over what the checkpoint has not committed runs them, while passes make progress.
@@ -181,6 +183,7 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
             raise JobFailed(verdict + _see_errors(spec)) from None
         finally:
             stop.set()
+            scanned.close()
             if watcher:
                 watcher.join(timeout=30)
     stats = _stats(spec, inputs, prefix, started, skipped, committed, progress)
@@ -203,9 +206,10 @@ def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPr
     """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix."""
     import ray
 
-    ray.get(progress.new_pass.remote())
+    ray.get(progress.new_pass.remote(scanned.positions.size))
     budgeted = scanned.budgeted or spec.defaults.max_thinking_tokens is not None
-    decoder = Decoder(scanned.passthrough, scanned.duplicate_errors, inputs.format == "openai", inputs.columns, plan)
+    decoder = Decoder(scanned.passthrough, scanned.duplicate_errors, inputs.format == "openai", inputs.columns, plan,
+                      scanned.positions)
     generated = replica_stage(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicate_errors)), progress,
                               decoder, budgeted, replica_factory)
     data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai: Parquet, then the lines

@@ -1,6 +1,6 @@
 """Ray Data's side of the job's files: the datasource that reads input files as batchgen's blocks
-(`ray_dataset`), and an output prefix's Ray pieces, its row-level checkpoint (`checkpoint_config`), its
-data files' names (`filename_provider`) and the JSON Lines writer (`json_lines_datasink`).
+(`ray_dataset`), and an output prefix's data files' names (`filename_provider`) and JSON Lines writer
+(`json_lines_datasink`). Its row-level checkpoint is `batchgen.cluster.checkpoint`.
 
 The blocks themselves are `batchgen.core.reading`'s (the same ones `batchgen validate` reads in-process),
 the prefix's layout is `batchgen.core.prefix`'s, and the filesystems are `batchgen.core.storage`'s: this
@@ -13,8 +13,6 @@ import fsspec
 
 from batchgen.core import reading
 from batchgen.core.blocks import json_lines
-from batchgen.core.identity import ROW_KEY
-from batchgen.core.prefix import OutputPrefix
 from batchgen.core.storage import InputSet, arrow_fs
 
 
@@ -37,24 +35,6 @@ def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicate_place
             return filesystem.open_input_file(path)
 
     return ray.data.read_datasource(RecordsDatasource(inputs.files, filesystem=arrow_fs(fs)))
-
-
-def checkpoint_config(prefix: OutputPrefix):
-    """Ray Data's row-level checkpoint for this prefix, in its `_checkpoint/` folder, keyed by the output's
-    `id` column."""
-    from ray.data.checkpoint import CheckpointConfig
-
-    config = CheckpointConfig(
-        id_column=ROW_KEY,
-        checkpoint_path=prefix.checkpoint_path,
-        override_filesystem=prefix.arrow_fs(),
-        # Kept after success too: it is what makes a rerun of a finished job a no-op instead of a redo.
-        delete_checkpoint_on_success=False,
-    )
-    # Filtering committed ids is cheap; Ray's default pool of up to 10 filter actors would take CPU slots
-    # the readers and replicas need.
-    config.checkpoint_actor_pool_max_size = 1
-    return config
 
 
 def filename_provider(extension: str):

@@ -86,7 +86,7 @@ class GenerateStage:
         batch = self.decode(block)
         model = self.replica.model_name
         begun, fresh, suspects = [], [], []
-        for i, (deaths, alone, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids))):
+        for i, (deaths, alone, handed_out) in enumerate(ray.get(self.progress.begin.remote(batch.ids, batch.positions))):
             if handed_out:  # a retried batch: another call of the replica that died already returned this row
                 continue
             begun.append(batch.ids[i])
@@ -114,10 +114,11 @@ class GenerateStage:
             self._died()
         rows, columns = gather(taken)
         ids = [record_rows[0]["id"] for record_rows, _ in taken]
+        positions = None if batch.positions is None else [b.positions[i] for _, (b, i) in taken]
         with self.begun_lock:
             self.begun.difference_update(ids)
-        verdict = ray.get(self.progress.taken.remote(
-            ids, len(rows), sum(r["error"] is not None for r in rows), sum(r["completion_tokens"] for r in rows)))
+        verdict = ray.get(self.progress.taken.remote(ids, positions, len(rows), sum(r["error"] is not None for r in rows),
+                                                     sum(r["completion_tokens"] for r in rows)))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
         return assemble(rows, columns, self.decode.passthrough)
@@ -138,28 +139,29 @@ class GenerateStage:
         finally:  # unsaid, each record this process began counts one death (`CrashLedger`)
             os._exit(1)
 
-def progress_actor(max_fraction: float, min_records: int, ids_unique: bool = True):
+def progress_actor(max_fraction: float, min_records: int):
     """Starts the job's progress actor (no CPU slot): its tally judges the early stop with `max_fraction`
-    and `min_records` (`errors` in the spec). `ids_unique`: every row has an id of its own (a job's, after
-    its input scan), so an id whose row was handed out is a retried batch's and is not run again; without
-    it (`batchgen.generate`: a Dataset may repeat ids) every row runs."""
+    and `min_records` (`errors` in the spec). Records with positions (a job's, after its input scan) whose
+    row was handed out in this pass are a retried batch's and are not run again; without positions
+    (`batchgen.generate`: a Dataset may repeat ids) every row runs."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0)
     class Progress:
         """The job's shared counters (`stats.Tally`) and ledgers (`ledger.CrashLedger`, `HandedOut`), for
-        replicas in other processes: two round trips per batch."""
+        replicas in other processes: two round trips per batch. Its memory: one bit per input record
+        (`HandedOut`), and ids only for records running or on an engine that died."""
 
         def __init__(self):
             self.tally = Tally(max_fraction, min_records)
             self.ledger = CrashLedger()
-            self.handed_out = HandedOut()
+            self.handed_out = HandedOut(0)
 
-        def begin(self, ids: list[str]) -> list[tuple[int, int, bool]]:
+        def begin(self, ids: list[str], positions: list[int] | None) -> list[tuple[int, int, bool]]:
             """Per record: the engine deaths it was on the engine for, those alone on it, and whether its row
             was already handed out (then it is not begun: it must not run again)."""
-            handed = [ids_unique and rid in self.handed_out for rid in ids]
+            handed = [False] * len(ids) if positions is None else self.handed_out.contains(positions)
             counts = iter(self.ledger.begin([rid for rid, done in zip(ids, handed) if not done]))
             return [(0, 0, True) if done else (*next(counts), False) for done in handed]
 
@@ -167,21 +169,23 @@ def progress_actor(max_fraction: float, min_records: int, ids_unique: bool = Tru
             """A replica's engine died with `on_engine` on it; `waiting` it had begun but not started."""
             self.ledger.died(on_engine, waiting)
 
-        def new_pass(self) -> None:
-            """Forgets the handed-out ids: a pass runs only what the checkpoint has not committed, so an id
-            handed out in an earlier pass whose block never reached the writer (its replica died between
-            handing it out and returning) must run again, not be skipped for good."""
-            self.handed_out = HandedOut()
+        def new_pass(self, records: int) -> None:
+            """Forgets the handed-out records: a pass runs only what the checkpoint has not committed, so a
+            record handed out in an earlier pass whose block never reached the writer (its replica died
+            between handing it out and returning) must run again, not be skipped for good. `records`: the
+            input's positions (`Positions.size`)."""
+            self.handed_out = HandedOut(records)
 
         def ready(self, at: float) -> None:
             """A replica's engine is up (the first one starts the generation clock)."""
             self.tally.ready(at)
 
-        def taken(self, ids: list[str], rows: int, errors: int, tokens: int) -> str:
-            """Records (`ids`) whose rows a replica handed to the writer, with their error rows and tokens;
-            returns the early-stop verdict ("" to go on)."""
+        def taken(self, ids: list[str], positions: list[int] | None, rows: int, errors: int, tokens: int) -> str:
+            """Records (`ids`, at `positions`) whose rows a replica handed to the writer, with their error rows
+            and tokens; returns the early-stop verdict ("" to go on)."""
             self.ledger.end(ids)
-            self.handed_out.add(ids)
+            if positions is not None:
+                self.handed_out.add(positions)
             return self.tally.add(len(ids), rows, errors, tokens)
 
         def snapshot(self) -> Tally:

@@ -41,6 +41,7 @@ def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
     # The same scan and decoding as `run`, in-process.
     scanned = scan(inputs, (block for file in inputs.files for block in read_file(fs, inputs, file, scan=True)))
     decode = Decoder(scanned.passthrough, scanned.duplicate_errors, inputs.format == "openai", inputs.columns, prompt_plan(spec))
+    scanned.close()  # its spilled digests: what validation needs of them is in the decoder
     for file in inputs.files:
         for block in read_file(fs, inputs, file, frozenset(scanned.duplicate_errors)):
             batch = decode(block)

@@ -21,26 +21,31 @@ from batchgen.core.passthrough import Passthrough
 from batchgen.record.contract import INPUT_FIELDS, RecordError
 from batchgen.record.rows import OUTPUT_SCHEMA
 from batchgen.record.templates import PromptPlan, Renderer
+from batchgen.core.positions import Positions
 from batchgen.core.reading import INDEX, INTERNAL_COLUMNS, LINE, SOURCE, parse_lines
 
 
 @dataclass
 class InputBatch:
-    """A decoded block: per row its raw record (a dict, or why the row is not one) and its id, and the
-    block's passthrough columns, already in the prefix's schema."""
+    """A decoded block: per row its raw record (a dict, or why the row is not one), its id and its position
+    (`batchgen.core.positions`; None without an input scan), and the block's passthrough columns, already
+    in the prefix's schema."""
 
     records: list[dict | RecordError]
     ids: list[str]
     passthrough: list[pa.Array]
+    positions: list[int] | None = None
 
 
 def decode(block: pa.Table, passthrough: Passthrough,
            duplicate_errors: dict[tuple[str, int], RecordError] | None = None, openai: bool = False,
-           columns: InputColumns = InputColumns(), renderer: Renderer | None = None) -> InputBatch:
+           columns: InputColumns = InputColumns(), renderer: Renderer | None = None,
+           positions: Positions | None = None) -> InputBatch:
     """Input rows (a records-mode block of `reading.read_stream`) as raw records. `duplicate_errors` ((file,
     number) -> error) turns later uses of an id into their error; `openai`: the lines are OpenAI Batch API
     lines (`input.format: openai`); `columns`: the columns that count (`input.columns`, partition values);
-    `renderer`: the job's prompt templates (`prompt`), which make each row's columns into its record."""
+    `renderer`: the job's prompt templates (`prompt`), which make each row's columns into its record;
+    `positions`: the input scan's, to give each row its position."""
     ids = block.column("id").to_pylist()
     extra = [c for c in block.column_names if c not in INTERNAL_COLUMNS and c != "id"]
     if LINE in block.column_names:  # JSONL: parsed here, on the replica's worker, one error row per bad line
@@ -61,21 +66,24 @@ def decode(block: pa.Table, passthrough: Passthrough,
         records = [duplicate_errors.get(place, r) for r, place in zip(records, places)]
     if renderer:
         records = [renderer.render(r, rid) if isinstance(r, dict) else r for r, rid in zip(records, ids)]
-    return InputBatch(records, ids, table_columns)
+    at = positions.of(block.column(SOURCE), block.column(INDEX)).tolist() if positions else None
+    return InputBatch(records, ids, table_columns, at)
 
 
 @dataclass
 class Decoder:
     """How a job's input blocks become records (`decode` with the job's settings), as one object a Ray
     actor gets as a constructor argument: `passthrough` (the scan's), `duplicate_errors` ((file, number) ->
-    error), `openai` (OpenAI Batch API lines), `columns` (`batchgen.core.columns`) and `plan` (the resolved
-    prompt section, or None). The templates are compiled once per process, not sent."""
+    error), `openai` (OpenAI Batch API lines), `columns` (`batchgen.core.columns`), `plan` (the resolved
+    prompt section, or None) and `positions` (the scan's, or None). The templates are compiled once per
+    process, not sent."""
 
     passthrough: Passthrough
     duplicate_errors: dict[tuple[str, int], RecordError] = field(default_factory=dict)
     openai: bool = False
     columns: InputColumns = InputColumns()
     plan: PromptPlan | None = None
+    positions: Positions | None = None
 
     def __post_init__(self) -> None:
         self._renderer = Renderer(self.plan) if self.plan else None
@@ -88,7 +96,8 @@ class Decoder:
         self.__post_init__()
 
     def __call__(self, block: pa.Table) -> InputBatch:
-        return decode(block, self.passthrough, self.duplicate_errors, self.openai, self.columns, self._renderer)
+        return decode(block, self.passthrough, self.duplicate_errors, self.openai, self.columns, self._renderer,
+                      self.positions)
 
 
 def schema(passthrough: Passthrough) -> pa.Schema:

@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
-from batchgen.core.ledger import FirstOccurrences
+import numpy as np
+
+from batchgen.core.ledger import ANYWHERE, RECORD, FirstOccurrences, digests
+from batchgen.core.positions import PositionSet, Positions
+from batchgen.core.spill import SpilledBuckets
 from batchgen.record.contract import RecordError, id_text
 
 __all__ = ["ROW_KEY", "DuplicateFinder", "InputNames", "id_text", "input_root", "row_ids"]
@@ -69,21 +73,54 @@ def row_ids(raw_ids: list, path: str, numbers: list[int], names: InputNames,
 
 
 class DuplicateFinder:
-    """Collects (id, file, number) of every input row, in any order; then says which rows reuse an id."""
+    """Collects (id, file, number) of every input row, in any order; then says which rows reuse an id, and
+    where the rows of a checkpoint's committed ids are. Its digests live in a temporary folder until
+    `close` (`ledger.FirstOccurrences`)."""
 
     def __init__(self, files: list[str], names: InputNames):
         self.files, self.names = files, names
         self._rank = {path: n for n, path in enumerate(files)}
         self._seen = FirstOccurrences()
+        self._later: dict[tuple[int, int], tuple[int, int]] | None = None
 
     def add(self, ids: list[str], paths: list[str], numbers: list[int]) -> None:
         """Rows' ids with their (file, number) places, aligned."""
-        self._seen.add(ids, [(self._rank[p], n) for p, n in zip(paths, numbers)])
+        self._seen.add(ids, [self._rank[p] for p in paths], numbers)
+
+    def _later_occurrences(self) -> dict[tuple[int, int], tuple[int, int]]:
+        if self._later is None:
+            self._later = self._seen.later_occurrences()
+        return self._later
 
     def duplicate_errors(self) -> dict[tuple[str, int], RecordError]:
         """(file, number) of every later occurrence -> its `duplicate_id` error, naming the first one."""
         return {
             (self.files[rank], number): RecordError(
                 "duplicate_id", f"its id was already used at {self.names.location(self.files[first[0]], first[1])}")
-            for (rank, number), first in self._seen.later_occurrences().items()
+            for (rank, number), first in self._later_occurrences().items()
         }
+
+    def committed(self, committed_ids: Iterable[list[str]], positions: Positions) -> PositionSet:
+        """The positions of the input records whose row ids (`row_ids`: a later use's is `id@file:n`) are
+        among `committed_ids` (lists of ids, a checkpoint file's each). Memory: a bucket at a time."""
+        later = self._later_occurrences()
+        by_location = {self.names.location(self.files[rank], number): (rank, number) for rank, number in later}
+        spilled = SpilledBuckets(RECORD)
+        try:
+            for ids in committed_ids:
+                rows = np.zeros(len(ids), RECORD)
+                rows["rank"] = ANYWHERE
+                heads = list(ids)
+                for i, rid in enumerate(ids if by_location else ()):
+                    head, at, where = rid.rpartition("@")
+                    if at and where in by_location:
+                        heads[i] = head
+                        rows["rank"][i], rows["number"][i] = by_location[where]
+                rows["digest"] = digests(heads)
+                spilled.add(rows)
+            return self._seen.committed(spilled, positions, later)
+        finally:
+            spilled.close()
+
+    def close(self) -> None:
+        self._seen.close()

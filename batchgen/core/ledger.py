@@ -8,39 +8,78 @@ import hashlib
 
 import numpy as np
 
+from batchgen.core.positions import PositionSet, Positions
+from batchgen.core.spill import SpilledBuckets
+
+
+RECORD = np.dtype([("digest", "V16"), ("rank", "<i4"), ("number", "<i8")])  # an id's digest at (file rank, number)
+ANYWHERE = -1  # a committed id's rank when it names no place of its own (not a later use's `id@file:n`)
+
+
+def digests(record_ids: list[str]) -> np.ndarray:
+    """128-bit BLAKE2b digests of ids (`V16`): two different ids share one with odds of about n^2 / 2^129."""
+    return np.frombuffer(b"".join(hashlib.blake2b(rid.encode(), digest_size=16).digest() for rid in record_ids),
+                         dtype="V16")
+
 
 class FirstOccurrences:
     """Finds the records whose id an earlier record (in file order, then line or row order) already used:
     those are `duplicate_id` errors, and the first occurrence runs. Batches may arrive in any order.
 
-    Every id of the input passes through here, so it keeps 32 bytes per record (a 128-bit digest of the id
-    and its position in numpy arrays), not the ids: a 1M-record input costs ~32 MB instead of ~200 MB of
-    Python strings and tuples. Two different ids share a digest with odds of about n^2 / 2^129.
-    """
+    Every id of the input passes through here; it keeps a 128-bit digest of each with its place (28 bytes)
+    in buckets spilled to local disk (`batchgen.core.spill`), so memory holds one bucket at a time: the
+    driver's memory does not grow with the input. The same digests find the places of the ids a
+    checkpoint has committed when a job resumes (`committed`)."""
 
     def __init__(self) -> None:
-        self._digests: list[np.ndarray] = []
-        self._positions: list[np.ndarray] = []
+        self._seen = SpilledBuckets(RECORD)
 
-    def add(self, record_ids: list[str], positions: list[tuple[int, int]]) -> None:
-        """`positions`: (file rank, line or row number) of each record."""
-        digests = b"".join(hashlib.blake2b(rid.encode(), digest_size=16).digest() for rid in record_ids)
-        self._digests.append(np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2))
-        self._positions.append(np.asarray(positions, dtype=np.int64).reshape(-1, 2))
+    def add(self, record_ids: list[str], ranks: list[int], numbers: list[int]) -> None:
+        """Ids with the (file rank, line or row number) of each record, aligned."""
+        rows = np.empty(len(record_ids), RECORD)
+        rows["digest"], rows["rank"], rows["number"] = digests(record_ids), ranks, numbers
+        self._seen.add(rows)
 
     def later_occurrences(self) -> dict[tuple[int, int], tuple[int, int]]:
-        """Position of every later occurrence -> the first occurrence's position."""
-        if not self._digests:
-            return {}
-        digests, positions = np.concatenate(self._digests), np.concatenate(self._positions)
-        # Sorted by id, then position: each id's first occurrence heads its run of equal digests.
-        order = np.lexsort((positions[:, 1], positions[:, 0], digests[:, 1], digests[:, 0]))
-        digests, positions = digests[order], positions[order]
-        same_id = np.r_[False, (digests[1:] == digests[:-1]).all(axis=1)]
-        same_place = np.r_[False, (positions[1:] == positions[:-1]).all(axis=1)]  # one record seen twice
-        heads = np.maximum.accumulate(np.where(same_id, 0, np.arange(len(digests))))
-        return {tuple(positions[i].tolist()): tuple(positions[heads[i]].tolist())
-                for i in np.flatnonzero(same_id & ~same_place)}
+        """Place of every later occurrence -> the first occurrence's place."""
+        later = {}
+        for rows in self._seen.buckets():
+            # Sorted by id, then place: each id's first occurrence heads its run of equal digests.
+            rows = rows[np.lexsort((rows["number"], rows["rank"], rows["digest"]))]
+            same_id = np.r_[False, rows["digest"][1:] == rows["digest"][:-1]]
+            same_place = np.r_[False, (rows["rank"][1:] == rows["rank"][:-1]) & (rows["number"][1:] == rows["number"][:-1])]
+            heads = np.maximum.accumulate(np.where(same_id, 0, np.arange(len(rows))))
+            for i in np.flatnonzero(same_id & ~same_place):  # (one record seen twice is no later use)
+                later[(int(rows["rank"][i]), int(rows["number"][i]))] = (int(rows["rank"][heads[i]]),
+                                                                          int(rows["number"][heads[i]]))
+        return later
+
+    def committed(self, committed: SpilledBuckets, positions: Positions,
+                  later: dict[tuple[int, int], tuple[int, int]]) -> PositionSet:
+        """The positions of the records whose ids `committed` holds (`RECORD` rows: a committed id's digest
+        with rank `ANYWHERE`, or a later use's `id@file:n` as the digest of its `id` at its place), joined
+        bucket by bucket with the digests seen here. A later use matches only at its own place, never by
+        its first occurrence's id."""
+        done = PositionSet(positions.size)
+        later_positions = np.array([positions.of_ranks(np.int64(r), np.int64(n)) for r, n in later], np.int64)
+        for seen, ids in zip(self._seen.buckets(), committed.buckets()):
+            if not len(ids) or not len(seen):
+                continue
+            places = positions.of_ranks(seen["rank"].astype(np.int64), seen["number"])
+            is_later = np.isin(places, later_positions)
+            plain = ids[ids["rank"] == ANYWHERE]["digest"]
+            done.add(places[~is_later & np.isin(seen["digest"], plain)])
+            own = ids[ids["rank"] != ANYWHERE]
+            if len(own):
+                keys = positions.of_ranks(own["rank"].astype(np.int64), own["number"])
+                matched = is_later & np.isin(places, keys)
+                # the place matches; so must the id before its `@`
+                pairs = set(zip(keys.tolist(), own["digest"].tolist()))
+                done.add([p for p, d in zip(places[matched].tolist(), seen["digest"][matched].tolist()) if (p, d) in pairs])
+        return done
+
+    def close(self) -> None:
+        self._seen.close()
 
 
 class CrashLedger:
@@ -86,18 +125,16 @@ class CrashLedger:
 
 
 class HandedOut:
-    """The ids whose rows a replica has handed to the writer. A replica returns rows of whichever of its
-    records finished (`flow`), so when it dies Ray Data retries batches some of whose records another call
-    already returned: those must not run again, or their rows would be written twice.
+    """The records whose rows a replica has handed to the writer in this pass, by position (one bit each,
+    `batchgen.core.positions`). A replica returns rows of whichever of its records finished (`flow`), so
+    when it dies Ray Data retries batches some of whose records another call already returned: those must
+    not run again, or their rows would be written twice."""
 
-    Keeps Python's hash of each id (one process, the progress actor, asks and answers, so the hash is
-    stable): about 70 bytes per record, 70 MB for a million records."""
+    def __init__(self, size: int) -> None:
+        self._positions = PositionSet(size)
 
-    def __init__(self) -> None:
-        self._hashes: set[int] = set()
+    def add(self, positions: list[int]) -> None:
+        self._positions.add(np.asarray(positions, dtype=np.int64))
 
-    def add(self, record_ids: list[str]) -> None:
-        self._hashes.update(hash(r) for r in record_ids)
-
-    def __contains__(self, record_id: str) -> bool:
-        return hash(record_id) in self._hashes
+    def contains(self, positions: list[int]) -> list[bool]:
+        return self._positions.contains(np.asarray(positions, dtype=np.int64)).tolist()

@@ -122,6 +122,13 @@ class OutputPrefix:
         (`CommittedRecords`, read afresh)."""
         return CommittedRecords(self).count()
 
+    def committed_ids(self, name: str) -> pa.ChunkedArray:
+        """The row ids one committed checkpoint file holds (a record's once per row)."""
+        from batchgen.core.identity import ROW_KEY
+
+        with self.fs.open(name, "rb") as handle, pq.ParquetFile(handle) as parquet:
+            return parquet.read(columns=[ROW_KEY], use_threads=False).column(ROW_KEY)
+
     def checkpoint_files(self) -> list[str]:
         """The committed files of Ray Data's checkpoint (a pending one's data file may not be whole)."""
         folder = self.checkpoint_path
@@ -276,11 +283,7 @@ class CommittedRecords:
 
     def count(self) -> int:
         """Records committed so far (reads the files committed since the last call)."""
-        from batchgen.core.identity import ROW_KEY
-
         for name in self.prefix.checkpoint_files():
             if name not in self._counts:
-                with self.prefix.fs.open(name, "rb") as handle, pq.ParquetFile(handle) as parquet:
-                    ids = parquet.read(columns=[ROW_KEY], use_threads=False).column(ROW_KEY)
-                self._counts[name] = pc.count_distinct(ids).as_py()
+                self._counts[name] = pc.count_distinct(self.prefix.committed_ids(name)).as_py()
         return sum(self._counts.values())

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from batchgen.core.identity import DuplicateFinder
 from batchgen.core.passthrough import Passthrough, PassthroughTypes
+from batchgen.core.positions import Positions
 from batchgen.record.contract import RecordError
 from batchgen.record.rows import OUTPUT_FIELDS
 from batchgen.core.reading import BUDGETED, INDEX, SOURCE, TYPES
@@ -25,12 +26,19 @@ from batchgen.core.storage import InputSet
 class ScanResult:
     """`duplicate_errors`: (file, number) of every later use of an id -> its error; `passthrough`: the prefix's
     passthrough columns; `records`: how many input rows there are; `budgeted`: whether any record sets
-    `max_thinking_tokens` (the replicas register the budget processor only then, or for the defaults')."""
+    `max_thinking_tokens` (the replicas register the budget processor only then, or for the defaults');
+    `positions`: every record's place as an integer (`batchgen.core.positions`); `ids`: every id's
+    digest, spilled to disk, to find a checkpoint's records by when a job resumes (`close` frees it)."""
 
     duplicate_errors: dict[tuple[str, int], RecordError]
     passthrough: Passthrough
     records: int
-    budgeted: bool = False
+    budgeted: bool
+    positions: Positions
+    ids: DuplicateFinder
+
+    def close(self) -> None:
+        self.ids.close()
 
 
 def scan(inputs: InputSet, blocks: Iterable[pa.Table]) -> ScanResult:
@@ -40,10 +48,12 @@ def scan(inputs: InputSet, blocks: Iterable[pa.Table]) -> ScanResult:
     # Blocks arrive in any order; passthrough columns are ordered by the file and line that first had them.
     schemas: list[tuple[tuple[str, int], pa.Schema]] = []
     rank = {path: n for n, path in enumerate(inputs.files)}
-    records, budgeted = 0, False
+    records, budgeted, extents = 0, False, {}
     for block in blocks:
         sources, numbers = block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist()
         finder.add(block.column("id").to_pylist(), sources, numbers)
+        for last in block.group_by(SOURCE).aggregate([(INDEX, "max")]).to_pylist():
+            extents[last[SOURCE]] = max(extents.get(last[SOURCE], 0), last[f"{INDEX}_max"] + 1)
         records += block.num_rows
         budgeted = budgeted or pc.any(block.column(BUDGETED)).as_py() is True
         for i, serialized in enumerate(block.column(TYPES).to_pylist()):
@@ -51,4 +61,5 @@ def scan(inputs: InputSet, blocks: Iterable[pa.Table]) -> ScanResult:
                 schemas.append(((rank[sources[i]], numbers[i]), pa.ipc.read_schema(pa.py_buffer(serialized))))
     for _, schema in sorted(schemas, key=lambda item: item[0]):
         types.add(schema)
-    return ScanResult(finder.duplicate_errors(), Passthrough.build(types, OUTPUT_FIELDS), records, budgeted)
+    return ScanResult(finder.duplicate_errors(), Passthrough.build(types, OUTPUT_FIELDS), records, budgeted,
+                      Positions(inputs.files, extents), finder)

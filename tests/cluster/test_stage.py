@@ -206,6 +206,26 @@ def test_a_resumed_job_redoes_only_the_records_it_did_not_commit_exactly_once(tm
     assert list((out / "_checkpoint").glob(f"*{PENDING_SUFFIX}")) == [] and (out / "_SUCCESS").exists()
 
 
+def test_a_resume_finds_committed_records_by_position_a_reused_id_included(tmp_path, ray_cluster):
+    # r3 comes back on line 8: its row id is r3@in.jsonl:8, and its first use's commit must not count for it
+    records = [ok(i) for i in range(7)] + [ok(3), {"prompt": "no id"}] + [ok(i) for i in range(7, 12)]
+    spec = job(tmp_path, records, scaling={"batch_size": 2, "records_in_flight": 2}, output={"min_rows_per_file": 2})
+    run(spec, replica_factory=StandIn)
+    out = tmp_path / "out"
+    ids = [f"r{i}" for i in range(12)] + ["r3@in.jsonl:8", "in.jsonl:9"]
+    first = assert_exactly_once(out, ids)
+    assert first["r3@in.jsonl:8"]["error"].startswith("duplicate_id:")
+    for cut in sorted(out.glob("part-*.parquet"))[::2]:  # every other commit undone, checkpoint and data
+        (out / "_checkpoint" / (cut.name.rsplit("-", 1)[0] + ".parquet")).unlink()
+        cut.unlink()
+    (out / "_SUCCESS").unlink()
+    (out / "_stats.json").unlink()
+    kept = len(rows_of(out))
+    stats = run(spec, replica_factory=StandIn)
+    assert (stats.skipped_already_done, stats.records, stats.rows) == (kept, 14, 14)
+    assert_exactly_once(out, ids)
+
+
 def test_an_engine_that_does_not_start_ends_the_job_saying_where_and_why(tmp_path, ray_cluster):
     spec = job(tmp_path, [ok(i) for i in range(4)], engine={REFUSE: "CUDA out of memory: tried to allocate 20 GiB"})
     with pytest.raises(JobFailed) as failed:

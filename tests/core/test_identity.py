@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from batchgen.core.identity import InputNames, id_text, input_root
-from batchgen.core.reading import read_file
+from batchgen.core.reading import INDEX, SOURCE, read_file
 from tests.inputs import (
     scanned,
     write_lines,
@@ -40,3 +40,28 @@ def test_later_uses_of_an_id_are_duplicates_named_by_location(tmp_path):
         ("a.jsonl", 2): "duplicate_id: its id was already used at a.jsonl:1",
         ("b.jsonl", 1): "duplicate_id: its id was already used at a.jsonl:1"}
     assert result.records == 3
+
+
+def test_committed_row_ids_are_found_at_their_records_positions_and_a_later_use_only_at_its_own(tmp_path):
+    # a.jsonl: x at line 1, y at 2, x again at 3 (its row id is x@a.jsonl:3), no id at 5 (a blank line 4)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"id": "x", "prompt": "p"}\n{"id": "y", "prompt": "p"}\n'
+                                            '{"id": "x", "prompt": "p"}\n\n{"prompt": "p"}\n')
+    write_lines(tmp_path / "in" / "b.jsonl", [{"id": "z", "prompt": "p"}])
+    fs, inputs, result = scanned(tmp_path / "in")
+    ids = [rid for f in inputs.files for b in read_file(fs, inputs, f, frozenset(result.duplicate_errors))
+           for rid in b.column("id").to_pylist()]
+    assert ids == ["x", "y", "x@a.jsonl:3", "a.jsonl:5", "z"]
+    at = {rid: int(p) for f in inputs.files for b in read_file(fs, inputs, f, frozenset(result.duplicate_errors))
+          for rid, p in zip(b.column("id").to_pylist(), result.positions.of(b.column(SOURCE), b.column(INDEX)))}
+    assert result.positions.size == 6 + 2 and sorted(at.values()) == [1, 2, 3, 5, 7]
+
+    def committed(*lists):
+        return set(result.ids.committed(iter(lists), result.positions)
+                           .contains(range(result.positions.size)).nonzero()[0].tolist())
+
+    assert committed(["x"]) == {at["x"]}  # x's first use, never its later use at line 3
+    assert committed(["x@a.jsonl:3", "x@a.jsonl:3"], ["a.jsonl:5", "z"]) == {at["x@a.jsonl:3"], at["a.jsonl:5"], at["z"]}
+    assert committed(["y@a.jsonl:3", "x@a.jsonl:2", "w"]) == set()  # not any record's row id
+    assert committed() == set()
+    result.close()
