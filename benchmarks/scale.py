@@ -2,6 +2,7 @@
 with every replica's vLLM swapped for a stand-in, so what is measured is batchgen itself.
 
     python -m benchmarks.scale memory --records 10000     # driver/worker peak memory, first shard vs input read
+    python -m benchmarks.scale memory --resume            # ... and again in a run resuming half of the job
     python -m benchmarks.scale replicas --replicas 4      # records/s and engine occupancy with 4 replicas
     python -m benchmarks.scale pipeline --records 20000   # the pipeline's pace and CPU, the engine out of the way
     python -m benchmarks.scale pipeline --templated       # the same records made by a prompt section
@@ -73,10 +74,13 @@ def job_spec(inputs: Path, output: Path, replicas: int, batch_size: int, max_num
 
 
 class PeakMemory:
-    """Samples the RSS of this process (the driver) and of Ray's worker processes (`ray::` titles)."""
+    """Samples the RSS of this process (the driver) and of its Ray's worker processes (`ray::` titles), the
+    peak of each kind of worker by its title's name (`ray::Progress`, `ray::MapWorker`, `ray::ReadRecords`,
+    ...; a worker's title changes with what it runs)."""
 
     def __init__(self, every: float = 0.2):
         self.driver = self.worker = 0
+        self.by_title: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, args=(every,), daemon=True)
 
@@ -84,10 +88,15 @@ class PeakMemory:
         me = psutil.Process()
         while not self._stop.wait(every):
             self.driver = max(self.driver, me.memory_info().rss)
-            for proc in psutil.process_iter(["cmdline", "memory_info"]):
-                cmdline = proc.info["cmdline"] or []
-                if cmdline and cmdline[0].startswith("ray::") and proc.info["memory_info"]:
-                    self.worker = max(self.worker, proc.info["memory_info"].rss)
+            for proc in me.children(recursive=True):  # this job's local Ray, not another on the machine
+                try:
+                    cmdline, rss = proc.cmdline(), proc.memory_info().rss
+                except psutil.Error:  # ended meanwhile
+                    continue
+                if cmdline and cmdline[0].startswith("ray::"):
+                    self.worker = max(self.worker, rss)
+                    title = cmdline[0].split("(")[0].split()[0]
+                    self.by_title[title] = max(self.by_title.get(title, 0), rss)
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -105,7 +114,25 @@ def first_data_file(folder: Path, started: float, found: dict, stop: threading.E
             return
 
 
-def memory(records: int) -> dict:
+def _peaks(peak: PeakMemory) -> dict:
+    return {"driver_peak_mib": round(peak.driver / 2**20), "worker_peak_mib": round(peak.worker / 2**20),
+            "peak_mib_by_worker": {title: round(rss / 2**20) for title, rss in sorted(peak.by_title.items())}}
+
+
+def _undo_half(out: Path) -> None:
+    """Every other committed data file undone with its checkpoint file, as a kill would leave a job whose
+    commits were spread over its input: the resumed run has half the records left."""
+    for data in sorted(out.glob("part-*.parquet"))[::2]:
+        (out / "_checkpoint" / (data.name.rsplit("-", 1)[0] + ".parquet")).unlink()
+        data.unlink()
+    for marker in ("_SUCCESS", "_stats.json"):
+        (out / marker).unlink()
+
+
+def memory(records: int, resume: bool = False) -> dict:
+    """One job's peak memory (driver, every kind of Ray worker); with `resume`, the job's output then loses
+    every other commit and the same job runs again: the resumed run's peaks (`resumed`), which hold the
+    checkpoint's committed records."""
     from batchgen.cluster.pipeline import run
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,9 +153,16 @@ def memory(records: int) -> dict:
         for _, at, (path,) in read_events(tmp / "events", "read"):
             reads[path].append(at - started)
         job_reads = [max(times) for times in reads.values()]
+        resumed = {}
+        if resume:
+            _undo_half(tmp / "out")
+            with PeakMemory() as again:
+                rerun = run(spec, replica_factory=StandInReplica)
+            resumed = {"resumed": {"skipped_already_done": rerun.skipped_already_done, "wall_time_s": rerun.wall_time_s,
+                                   **_peaks(again)}}
         return {
-            "records": stats.records, "input_files": len(reads), "wall_time_s": stats.wall_time_s,
-            "driver_peak_mib": round(peak.driver / 2**20), "worker_peak_mib": round(peak.worker / 2**20),
+            "records": stats.records, "input_files": len(reads), "wall_time_s": stats.wall_time_s, **_peaks(peak),
+            **resumed,
             "first_shard_s": round(found.get("first_shard_s", float("nan")), 2),
             "job_started_reading_s": round(min(max(t) for t in reads.values()) if reads else 0, 2),
             "input_read_to_end_s": round(max(job_reads, default=0), 2),
@@ -232,6 +266,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering"])
     parser.add_argument("--templated", action="store_true", help="pipeline: the records made by a prompt section")
+    parser.add_argument("--resume", action="store_true", help="memory: then undo every other commit and resume")
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--step-seconds", type=float, default=0.05, help="the stand-in's decode step")
@@ -241,7 +276,7 @@ def main() -> None:
     elif args.what == "rendering":
         result = rendering(args.records)
     else:
-        result = memory(args.records) if args.what == "memory" else pipeline(args.records, args.templated)
+        result = memory(args.records, args.resume) if args.what == "memory" else pipeline(args.records, args.templated)
     print(json.dumps(result))
     sys.stdout.flush()
 

@@ -3,6 +3,8 @@ pure tests of what reads them (`survey`, `report`)."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,12 +43,14 @@ STATS = JobStats(job="report-test", model=MODEL, input_files=1, records=9, ok=6,
 
 def write_prefix(tmp_path, rows, records, finished=False) -> str:
     """An output prefix as a job leaves it: manifest, data file (if any rows), and when `finished` the
-    stats and `_SUCCESS`."""
+    stats and `_SUCCESS`; the job's spec beside it, as `spec.json`."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "in.jsonl").write_text('{"prompt": "x"}\n' * records)
     out = tmp_path / "out"
-    spec = JobSpec.model_validate({"name": "report-test", "model": {"path": MODEL},
-                                   "input": {"uri": str(tmp_path / "in.jsonl")}, "output": {"uri": str(out)}})
+    document = {"name": "report-test", "model": {"path": MODEL}, "input": {"uri": str(tmp_path / "in.jsonl")},
+                "output": {"uri": str(out)}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    spec = JobSpec.model_validate(document)
     fs, path = open_fs(str(tmp_path / "in.jsonl"))
     prefix = OutputPrefix(str(out))
     prefix.write_manifest(Manifest.of(spec, InputSet.find(fs, path, "auto")), records=records)

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from batchgen.cluster.checkpoint import checkpoint_config
 from batchgen.cluster.ray_io import filename_provider, json_lines_datasink, ray_dataset
 from batchgen.cluster.stage import EngineRefused, GenerateStage, ReplicaLike, progress_actor, watch
 from batchgen.core.blocks import Decoder, schema
@@ -132,6 +131,8 @@ def _why_it_ended(error: Exception, spec: JobSpec) -> JobFailed | None:
 
 def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor_logs: bool) -> JobStats:
     import ray
+
+    from batchgen.cluster.checkpoint import checkpoint_config
 
     from batchgen.engine.models import TOY_MODEL, resolve_path
 
