@@ -29,6 +29,8 @@ LOCK_EXCLUDE := torchvision torchaudio torchcodec
 setup: $(STAMP)
 
 # Reinstall only when the lock (or pyproject.toml) changes; `make setup` is a no-op otherwise.
+# --compile-bytecode: like pip, write every .pyc at install (uv's parallel compile, ~40 s on 2 cores);
+# without it each Ray and vLLM process compiles its imports, every run where PYTHONDONTWRITEBYTECODE is set.
 $(STAMP): $(LOCK) pyproject.toml | $(UV)
 	$(UV) pip sync -q --compile-bytecode --python $(PY) $(UV_SOURCES) $(LOCK)
 	touch $(STAMP)
@@ -37,21 +39,27 @@ $(UV):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --target $(VENV)/.uv uv==$(UV_VERSION)
 
-# Refresh the lock from pyproject.toml. Pins that still fit are kept (so a rerun changes nothing);
-# `make lock UPGRADE=1` moves every pin to the newest that fits, `make lock UPGRADE=pkg` just that one.
-# Commit a changed lock only with a green CI run. The gpu extra stays out (gpu-check installs its own).
+# Refresh the lock from pyproject.toml. Pins that still fit are kept (so a rerun changes nothing, and leaves
+# the file untouched); `make lock UPGRADE=1` moves every pin to the newest that fits, `make lock UPGRADE=pkg`
+# that one. Commit a changed lock only with a green CI run. To pin exactly the packages of a virtualenv that
+# passed CI: make lock LOCK_ARGS='-c freeze.txt' (its `pip freeze`; how this lock was made). The gpu extra
+# stays out: gpu-check installs its own.
 lock: | $(UV)
+	if [ -f $(LOCK) ]; then cp $(LOCK) $(LOCK).tmp; else rm -f $(LOCK).tmp; fi
 	printf '%s\n' '-e .[cpu,test]' pip | $(UV) pip compile - --quiet --python $(PYTHON) $(UV_SOURCES) \
 		$(foreach p,$(LOCK_EXCLUDE),--no-emit-package $(p)) \
 		$(if $(filter 1,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p))) \
-		$(LOCK_ARGS) --no-header --output-file $(LOCK)
+		$(LOCK_ARGS) --no-header --output-file $(LOCK).tmp
 	{ printf '%s\n' \
 		'# Every package `make setup` installs (uv pip sync), at the versions CI passed with: batchgen itself' \
-		'# (editable) with its extras cpu and test, and pip; for Python 3.11 on Linux x86_64.' \
-		'# Made by `make lock` (uv pip compile; torchvision, torchaudio and torchcodec left out on purpose).' \
-		'# Refresh: `make lock` (keeps the pins that still fit pyproject.toml), `make lock UPGRADE=1` (newest).' \
-		'# Do not edit by hand.'; \
-	  cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
+		'# (editable) with its extras cpu and test, and pip; for Python 3.11 on Linux x86_64. torchvision,' \
+		'# torchaudio and torchcodec are left out on purpose (they break `import vllm`; see the Makefile).' \
+		'# Made by `make lock` (uv pip compile), first with the `pip freeze` of the virtualenv that passed CI' \
+		'# as constraints. Refresh: `make lock` (keeps the pins that still fit pyproject.toml); `make lock' \
+		'# UPGRADE=1` for the newest, then CI. Do not edit by hand.'; \
+	  cat $(LOCK).tmp; } > $(LOCK).new
+	rm -f $(LOCK).tmp
+	if cmp -s $(LOCK).new $(LOCK); then rm $(LOCK).new; echo '$(LOCK) unchanged'; else mv $(LOCK).new $(LOCK); echo '$(LOCK) rewritten'; fi
 
 toy-model: setup
 	$(PY) -m batchgen.toy.build
