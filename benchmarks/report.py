@@ -58,6 +58,13 @@ def _sweep(sweep: dict | None) -> list[str]:
     ]
 
 
+def _worker_peak(memory: dict, title: str) -> int | str:
+    """The peak RSS in MiB of the Ray workers whose process title starts with `title` (an actor's title
+    gains the method it runs: `ray::Progress.taken`), or "-" where none ran."""
+    peaks = [mib for name, mib in memory.get("peak_mib_by_worker", {}).items() if name.startswith(title)]
+    return max(peaks) if peaks else "-"
+
+
 def markdown(results: dict) -> str:
     peers, budget, memory, scaling, pipeline = (results[k] for k in ("peers", "budget", "memory", "scaling", "pipeline"))
     parts = [
@@ -83,10 +90,10 @@ def markdown(results: dict) -> str:
                        for p, s in budget["sets"].items()) + ".",
         *_sweep(results.get("sweep")),
         "**3. Streaming memory** (stand-in engine: no model; batchgen's readers, replicas' actor pool and writers are real)",
-        _table(["input records", "driver peak MiB", "worker peak MiB", "first shard written s",
-                "input read to the end s", "wall s"],
-               [[m["records"], m["driver_peak_mib"], m["worker_peak_mib"], m["first_shard_s"], m["input_read_to_end_s"],
-                 m["wall_time_s"]] for m in memory]),
+        _table(["input records", "driver peak MiB", "progress actor peak MiB", "replica actor peak MiB",
+                "largest Ray worker peak MiB", "first shard written s", "input read to the end s", "wall s"],
+               [[m["records"], m["driver_peak_mib"], _worker_peak(m, "ray::Progress"), _worker_peak(m, "ray::MapWorker"),
+                 m["worker_peak_mib"], m["first_shard_s"], m["input_read_to_end_s"], m["wall_time_s"]] for m in memory]),
         "**4. Replicas and engine occupancy** (GPU-like STAND-IN engine: continuous batching, a fixed time per "
         "decode step for up to 256 sequences, long-tailed lengths; no model)",
         _table(["replicas", "records", "records/s", "stand-in bound records/s", "efficiency vs 1",

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
     "smoke": {"peers": (24, 1), "budget": (16, 1), "sweep": (8, 1), "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
               "pipeline": (500, 1_500)},
-    "default": {"peers": (2_000, 3), "budget": (512, 3), "sweep": (128, 3), "memory": [10_000, 1_000_000], "scaling": (2_048, [1, 8], 0.05),
+    "default": {"peers": (2_000, 3), "budget": (512, 3), "sweep": (128, 3), "memory": [1_000_000, 10_000_000], "scaling": (2_048, [1, 8], 0.05),
                 "pipeline": (10_000, 40_000)},
-    "full": {"peers": (10_000, 3), "budget": (2_000, 3), "sweep": (512, 3), "memory": [10_000, 1_000_000],
+    "full": {"peers": (10_000, 3), "budget": (2_000, 3), "sweep": (512, 3), "memory": [1_000_000, 10_000_000],
              "scaling": (8_192, [1, 2, 4, 8], 0.05), "pipeline": (10_000, 80_000)},
 }
 SYSTEMS = ("vllm", "ray-data", "batchgen")
