@@ -28,13 +28,12 @@ from pathlib import PurePosixPath
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from batchgen.record.rows import OUTPUT_SCHEMA
 from batchgen.record.templates import PromptPlan
 from batchgen.spec.job import JobSpec
 from batchgen.core.stats import JobStats, RowCounts
-from batchgen.core.storage import STAGING_PREFIX, InputSet, arrow_fs, format_of, open_fs
+from batchgen.core.storage import STAGING_PREFIX, InputSet, arrow_fs, format_of, open_fs, parquet_file
 
 JOB_FILE, STATS_FILE, SUCCESS_FILE, CHECKPOINT_DIR = "_job.json", "_stats.json", "_SUCCESS", "_checkpoint"
 BATCH_OUTPUT = "_batch_output.jsonl"  # output.format openai: OpenAI Batch API output lines, written last
@@ -126,7 +125,7 @@ class OutputPrefix:
         """The row ids one committed checkpoint file holds (a record's once per row)."""
         from batchgen.core.identity import ROW_KEY
 
-        with self.fs.open(name, "rb") as handle, pq.ParquetFile(handle) as parquet:
+        with self.fs.open(name, "rb") as handle, parquet_file(handle) as parquet:
             return parquet.read(columns=[ROW_KEY], use_threads=False).column(ROW_KEY)
 
     def checkpoint_files(self) -> list[str]:
@@ -204,19 +203,20 @@ class OutputPrefix:
         The format is read from the files' extension; of JSON Lines files only the row contract's columns
         are read (`_json_lines_batches`).
 
-        Read on the calling thread, each file closed before the next is opened, not by pyarrow's dataset
-        readers (its scanner, `pq.read_table`): those read on pyarrow's own threads through this Python
-        filesystem, and a reader or file they leave behind (a scan stopped early, `run --show`; a file
-        never closed) is destroyed on one of those threads while Python shuts down, where taking the GIL
-        ends the thread and the process aborts (`terminate called without an active exception`: 11 of 30
-        `batchgen inspect` runs before this, 0 of 30 after)."""
+        Read on the calling thread (`storage.parquet_file`), each file closed before the next is opened,
+        not by pyarrow's dataset readers (its scanner, `pq.read_table`): those read on pyarrow's own
+        threads through this Python filesystem, and a reader or file they leave behind (a scan stopped
+        early, `run --show`; a file never closed) is destroyed on one of those threads while Python shuts
+        down, where taking the GIL ends the thread and the process aborts (`terminate called without an
+        active exception`: 11 of 30 `batchgen inspect` runs before this, 0 of 30 after; 1 of 20 on a
+        loaded machine until pre-buffering, which reads ahead on those threads too, was turned off)."""
         files = self.data_files() if files is None else files
         for path in files:
             if format_of(path) == "jsonl":
                 wanted = OUTPUT_SCHEMA if columns is None else pa.schema([f for f in OUTPUT_SCHEMA if f.name in columns])
                 yield from self._json_lines_batches([path], wanted, rows_per_batch)
                 continue
-            with self.fs.open(path, "rb") as handle, pq.ParquetFile(handle) as parquet:
+            with self.fs.open(path, "rb") as handle, parquet_file(handle) as parquet:
                 names = parquet.schema_arrow.names
                 chosen = None if columns is None else [c for c in columns if c in names]
                 yield from parquet.iter_batches(batch_size=rows_per_batch, columns=chosen, use_threads=False)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 
-import pyarrow.parquet as pq
 
-from batchgen.core.storage import InputSet, compression_of, open_fs
+from batchgen.core.storage import InputSet, compression_of, open_fs, parquet_file
 from batchgen.record.templates import PromptPlan, Renderer
 from batchgen.spec.job import JobSpec
 
@@ -22,7 +21,7 @@ def read_examples(uri: str, storage: dict | None = None) -> list[dict]:
     rows = []
     for file in found.files:
         if found.format == "parquet":
-            with fs.open(file, "rb") as handle, pq.ParquetFile(handle) as parquet:  # as `OutputPrefix.batches`
+            with fs.open(file, "rb") as handle, parquet_file(handle) as parquet:
                 rows += parquet.read(use_threads=False).to_pylist()
             continue
         with fs.open(file, "rb", compression="infer" if compression_of(file) else None) as handle:

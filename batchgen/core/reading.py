@@ -25,13 +25,12 @@ from collections.abc import Iterator
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from batchgen.core import chained
 from batchgen.core.columns import InputColumns, with_partitions
 from batchgen.core.identity import InputNames, id_text, row_ids
 from batchgen.core.passthrough import infer_fields
-from batchgen.core.storage import InputSet, compression_of
+from batchgen.core.storage import InputSet, compression_of, parquet_file
 from batchgen.record.contract import RecordError, not_text, parse_json_line
 from batchgen.record.openai_batch import record_of
 
@@ -118,7 +117,7 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
     """Every column but the id keeps its Parquet type; the scan reads only the id, the budget column and
     the file's schema. A chained job's rows (another job's output) become its answers, renamed and keyed
     (`batchgen.core.chained`)."""
-    parquet = pq.ParquetFile(stream)
+    parquet = parquet_file(stream)
     file_names = parquet.schema_arrow.names
     partitions = columns.partitions(names.relative(path))
     if columns.chained:

@@ -72,3 +72,36 @@ def test_a_store_that_never_answers_is_given_up_on_at_the_timeout():
         assert unreachable("silent://out", timeout_s=1) == "no answer in 1 s"
     finally:
         hold.set()
+
+
+def test_parquet_is_read_on_the_calling_thread_only(tmp_path):
+    # A reader that reads ahead on pyarrow's IO threads leaves them holding Python file objects, and one
+    # destroyed there at exit aborts the process (storage.parquet_file). Every reader of ours over a Python
+    # file goes through it: the prefix's rows, a checkpoint's ids, examples and input blocks. Run in a
+    # fresh interpreter, so no earlier test has started pyarrow's pool: reading must start no thread.
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [str(i) for i in range(5000)], "content": ["x" * 50] * 5000}),
+                   tmp_path / "part-0.parquet", row_group_size=1000)
+    program = f"""
+import os
+from batchgen.core.storage import open_fs, parquet_file
+from batchgen.core.prompts import read_examples
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+fs, path = open_fs({str(tmp_path / "part-0.parquet")!r})
+before = threads()
+with fs.open(path, "rb") as handle, parquet_file(handle) as parquet:
+    rows = sum(batch.num_rows for batch in parquet.iter_batches(batch_size=700, use_threads=False))
+rows += len(read_examples({str(tmp_path / "part-0.parquet")!r}))
+print(rows, threads() - before)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["10000", "0"], "a Parquet read started threads: " + done.stdout
