@@ -72,11 +72,13 @@ def run(
             raise fail(f"--spec-json: {error}", 2) from None
     typer.echo(f"batchgen: running {spec.name}: {spec.input.uri} -> {spec.output.uri}", err=True)
     adopt_orphans()
-    failure = ""
+    failure, code = "", 1
     with captured(spec.name, verbose) as logs:
         shown = display(logs.terminal)
         try:
             stats = run_job(spec, report=shown, allow_changed_spec=allow_changed_spec, actor_logs=True)
+        except SpecError as error:  # found with the input in hand (a grade reference it lacks): still the spec's
+            failure, code = str(error), 2
         except (JobFailed, FileNotFoundError, ValueError) as error:
             failure = str(error)
         except Exception as error:  # the CLI's boundary: one clear line, the traceback in the log
@@ -87,7 +89,7 @@ def run(
             _shutdown_ray()  # inside the capture: a local Ray's last words go to the log too
             end_descendants()  # what Ray left behind: its orphaned workers and engines (`cli.reaper`)
     if failure:
-        raise fail(failure + logs.hint())
+        raise fail(failure + ("" if code == 2 else logs.hint()), code)
     if stats.already_complete:
         typer.echo(f"batchgen: {spec.name} is already complete in {spec.output.uri}: nothing to do")
         return
@@ -123,6 +125,8 @@ def validate(job: JobFile, overrides: Overrides = [],
     spec = spec_or_exit(job, overrides)
     try:
         report = validate_job(spec, show)
+    except SpecError as error:
+        raise fail(str(error), 2) from None
     except (FileNotFoundError, ValueError, OSError) as error:
         raise fail(str(error)) from None
     for prepared in report.prompts:

@@ -34,6 +34,7 @@ from batchgen.cluster.ray_io import filename_provider, json_lines_datasink, ray_
 from batchgen.cluster.stage import EngineRefused, GenerateStage, ReplicaLike, progress_actor, watch
 from batchgen.core.blocks import Decoder, schema
 from batchgen.core.columns import job_inputs
+from batchgen.core.grades import graded, reference_column
 from batchgen.core.prefix import BATCH_OUTPUT, CommittedRecords, Manifest, OutputPrefix, PrefixRefused
 from batchgen.core.prompts import prompt_plan
 from batchgen.core.scan import ScanResult, scan
@@ -188,6 +189,8 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
         progress = progress_actor(spec.errors.max_fraction, spec.errors.min_records)
         # Duplicates are judged on the whole input, finished records included, so the scan runs unfiltered.
         scanned = scan(inputs, ray_dataset(in_fs, inputs, scan=True).iter_batches(batch_size=None, batch_format="pyarrow"))
+        if spec.grade:
+            reference_column(spec.grade, scanned.passthrough)  # a missing column refuses the job now, not mid-way
         prefix.write_manifest(manifest, scanned.records)
         if report:
             watcher = threading.Thread(target=watch, daemon=True, args=(
@@ -243,6 +246,13 @@ def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPr
                       scanned.positions)
     generated = replica_stage(spec, ray_dataset(in_fs, inputs, frozenset(scanned.duplicate_errors)), progress,
                               decoder, budgeted, replica_factory)
+    if spec.grade:
+        # Graded in the write tasks (Ray Data fuses this map with the write), not on the replicas' actors:
+        # grading never takes the engine's CPU, and math-verify's timeouts (signal alarms) need a task's
+        # main thread, which the replicas' threaded calls are not.
+        generated = generated.map_batches(graded, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+                                          fn_kwargs={"grade": spec.grade,
+                                                     "reference": reference_column(spec.grade, scanned.passthrough)})
     data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai: Parquet, then the lines
     options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
                    filename_provider=filename_provider(data_format))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from batchgen.engine.preparer import RecordPreparer
 from batchgen.core.blocks import Decoder
 from batchgen.core.columns import job_inputs
+from batchgen.core.grades import reference_column
 from batchgen.core.prompts import prompt_plan
 from batchgen.record.prompting import EngineInput
 from batchgen.record.contract import RecordError
@@ -34,14 +35,16 @@ def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
     (`RecordPreparer.build`, the context the `engine` section gives, else the model's own), and reports what
     would fail and why: `show` prompts as the engine would see them, up to `keep_bad` bad records by id.
     Needs the model's tokenizer and config, no engine and no GPU. Raises FileNotFoundError for an input
-    without data files, ValueError for an unknown toy model, and what loading the tokenizer raises (OSError)."""
+    without data files, SpecError (a ValueError) for a grade reference the input lacks, ValueError for an unknown toy model, and what loading the tokenizer raises (OSError)."""
     fs, inputs = job_inputs(spec)
     preparer = RecordPreparer.for_model(spec.model, spec.engine, spec.budget, spec.defaults)
     report = Report(inputs.files)
     # The same scan and decoding as `run`, in-process.
     scanned = scan(inputs, (block for file in inputs.files for block in read_file(fs, inputs, file, scan=True)))
-    decode = Decoder(scanned.passthrough, scanned.duplicate_errors, inputs.format == "openai", inputs.columns, prompt_plan(spec))
     scanned.close()  # its spilled digests: what validation needs of them is in the decoder
+    if spec.grade:
+        reference_column(spec.grade, scanned.passthrough)  # SpecError: the input lacks it
+    decode = Decoder(scanned.passthrough, scanned.duplicate_errors, inputs.format == "openai", inputs.columns, prompt_plan(spec))
     for file in inputs.files:
         for block in read_file(fs, inputs, file, frozenset(scanned.duplicate_errors)):
             batch = decode(block)

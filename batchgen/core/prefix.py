@@ -66,9 +66,11 @@ class Manifest:
     @property
     def shaping(self) -> dict:
         """The settings that shape a row's answer (`SHAPING`, the output format, the prompt's templates and
-        examples, the columns read; keys only where set, so older prefixes keep their fingerprint)."""
+        examples, the columns read, the grading; keys only where set, so older prefixes keep their
+        fingerprint)."""
         shaping = {**{k: self.spec.get(k) for k in SHAPING}, "output_format": self.spec["output"]["format"]}
-        return shaping | {k: v for k, v in (("prompt", self.prompt), ("columns", self.columns)) if v}
+        return shaping | {k: v for k, v in (("prompt", self.prompt), ("columns", self.columns),
+                                             ("grade", self.spec.get("grade"))) if v}
 
     @property
     def fingerprint(self) -> str:

@@ -85,28 +85,35 @@ def counts(reason: str | None) -> bool:
 
 
 def scores(rows: Iterable[dict]) -> list[GroupScores]:
-    """Per (reasoning, max_thinking_tokens) group, the figures of graded rows: dicts with `id`,
-    `sample_index`, `reasoning`, `max_thinking_tokens`, `correct`, `ungraded_reason`, `extracted_answer`,
-    `reasoning_tokens`. Groups in order of mode then budget (None first)."""
+    """The figures of graded rows (dicts with `id`, `sample_index`, `reasoning`, `max_thinking_tokens`,
+    `correct`, `ungraded_reason`, `extracted_answer`, `reasoning_tokens`): first over every row (reasoning
+    "all": a record's samples at one mode and budget are one unit of pass@k and majority@k), then per
+    (reasoning, max_thinking_tokens) group in order of mode then budget (None first). Error rows of records
+    that could not run have no mode (reasoning None): they count in "all" and in a group of their own."""
+    overall = GroupScores("all", None)
     groups: dict[tuple, GroupScores] = {}
-    samples: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    samples: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         key = (row.get("reasoning"), row.get("max_thinking_tokens"))
         group = groups.setdefault(key, GroupScores(*key))
-        if not counts(row.get("ungraded_reason")):
-            group.left_out += 1
+        for target, unit in ((group, (row["id"],)), (overall, (row["id"], *key))):
+            if not counts(row.get("ungraded_reason")):
+                target.left_out += 1
+                continue
+            correct = row.get("correct") is True
+            target.rows += 1
+            target.correct += correct
+            target.reasoning_tokens += row.get("reasoning_tokens") or 0
+            samples[id(target)][unit].append((row.get("sample_index") or 0, row.get("extracted_answer"), correct))
+    ordered_groups = [overall] + [groups[key] for key in sorted(groups, key=lambda t: (t[0] or "", -1 if t[1] is None else t[1]))]
+    for group in ordered_groups:
+        by_unit = samples.get(id(group))
+        if not by_unit:
             continue
-        correct = row.get("correct") is True
-        group.rows += 1
-        group.correct += correct
-        group.reasoning_tokens += row.get("reasoning_tokens") or 0
-        samples[key][row["id"]].append((row.get("sample_index") or 0, row.get("extracted_answer"), correct))
-    for key, by_record in samples.items():
-        group = groups[key]
-        group.records = len(by_record)
-        ordered = [[(answer, correct) for _, answer, correct in sorted(s, key=lambda t: t[0])] for s in by_record.values()]
+        group.records = len(by_unit)
+        ordered = [[(answer, correct) for _, answer, correct in sorted(s, key=lambda t: t[0])] for s in by_unit.values()]
         for k in range(1, max(len(s) for s in ordered) + 1):
             eligible = [s for s in ordered if len(s) >= k]
             group.pass_at[k] = sum(pass_at_k(len(s), sum(c for _, c in s), k) for s in eligible) / len(eligible)
             group.majority_at[k] = sum(majority_at_k(s, k) for s in eligible) / len(eligible)
-    return [groups[key] for key in sorted(groups, key=lambda t: (t[0] or "", -1 if t[1] is None else t[1]))]
+    return ordered_groups

@@ -66,6 +66,12 @@ class OutputRow(BaseModel):
     completion_tokens: int = Field(0, description="all generated tokens, reasoning plus answer")
     logprobs: Logprobs | None = Field(None, description="per generated token, split like the text; null unless the record asked")
     error: str | None = Field(None, description='null, or "code: message"')
+    extracted_answer: str | None = Field(None, description="the answer the grade section's extractor took out of "
+                                         "content; null when nothing was found or the job does not grade")
+    correct: bool | None = Field(None, description="the answer matches the record's reference; null when not graded")
+    ungraded_reason: str | None = Field(None, description='why correct is null, "code: why" (no_reference, '
+                                        "bad_reference, error_row, no_answer, timeout); null when graded or the "
+                                        "job does not grade")
     model: str
 
 
@@ -140,5 +146,8 @@ def answer_row(
         "completion_tokens": completion_tokens,
         "logprobs": logprobs,
         "error": error,
+        "extracted_answer": None,  # graded where rows are written (`batchgen.record.grading`)
+        "correct": None,
+        "ungraded_reason": None,
         "model": model,
     }

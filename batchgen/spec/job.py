@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from batchgen.record.budget import BudgetSpec
 from batchgen.spec import placement
 from batchgen.record.contract import RecordFields
+from batchgen.record.grading import GradeSpec
 from batchgen.record.templates import compile_template, template_names, turn_names
 
 # Credentials come from the environment of the machines that run the job, never from the spec: a spec is
@@ -190,6 +191,9 @@ class JobSpec(Section):
     prompt: PromptSpec | None = Field(None, description="templates that make each input row into a prompt (null: "
                                       "records carry prompt or messages)")
     output: OutputSpec
+    grade: GradeSpec | None = Field(None, description="grade each answer against a reference column (null: no "
+                                    "grading): the extracted answer, correct or not, and the job's accuracy, "
+                                    "pass@k and majority@k per reasoning mode and budget")
     defaults: RecordFields = Field(default_factory=RecordFields, description="record fields applied where a record sets none")
     seed: int = Field(0, description="the job's seed: a record without its own seed samples with one derived from this, "
                       "its id and the sample index, so reruns and resumed jobs draw the same samples")

@@ -309,3 +309,31 @@ def test_json_lines_output_gives_back_every_passthrough_value_as_written(tmp_pat
     from batchgen.views.survey import survey
 
     assert survey(str(out)).rows == 8  # and so does `batchgen inspect`
+
+
+def test_rows_are_graded_where_they_are_written_and_a_missing_reference_column_refuses_the_job(tmp_path, ray_cluster):
+    from batchgen.core.scores import scores
+    from batchgen.spec.job import SpecError
+
+    # The stand-in answers "echo: say <prompt>": the last number is the prompt's.
+    records = [
+        {"id": "half", "prompt": "1/2", "answer": r"\frac{1}{2}"},  # echo: 1/2 -> last number 2: wrong
+        {"id": "two", "prompt": "2", "answer": "2.0"},
+        {"id": "root", "prompt": "8", "answer": r"\sqrt{64}"},
+        {"id": "none", "prompt": "5"},  # no reference: left out
+        {"id": "words", "prompt": "no digits", "answer": "3"},  # nothing to extract: incorrect
+        {"id": "bad", "prompt": "x", "temperature": -1, "answer": "1"},  # error row: incorrect
+    ]
+    spec = job(tmp_path, records, grade={"reference": "answer", "extract": "last_number", "compare": "math"})
+    run(spec, replica_factory=StandIn)
+    rows = assert_exactly_once(tmp_path / "out", [r["id"] for r in records])
+    got = {rid: (r["extracted_answer"], r["correct"], (r["ungraded_reason"] or "").split(":")[0]) for rid, r in rows.items()}
+    assert got == {"half": ("2", False, ""), "two": ("2", True, ""), "root": ("8", True, ""), "none": ("5", None, "no_reference"),
+                   "words": (None, None, "no_answer"), "bad": (None, None, "error_row")}
+    overall = scores(rows.values())[0]
+    assert (overall.rows, overall.correct, overall.left_out) == (5, 2, 1)
+
+    (tmp_path / "again").mkdir()
+    spec = job(tmp_path / "again", records, grade={"reference": "gold"})
+    with pytest.raises(SpecError, match="grade.reference: the input has no column 'gold'"):
+        run(spec, replica_factory=StandIn)

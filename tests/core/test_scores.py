@@ -50,8 +50,11 @@ def test_a_jobs_figures_per_budget_leaving_out_what_cannot_be_graded():
         row("b", 0, None, None, "no_answer: nothing to extract (boxed) in the answer", budget=64, tokens=64),
         row("b", 1, True, "q", budget=64, tokens=40),
     ]
-    by_budget = {g.max_thinking_tokens: g.as_dict() for g in scores(rows)}
+    overall, *groups = scores(rows)
+    by_budget = {g.max_thinking_tokens: g.as_dict() for g in groups}
     assert list(by_budget) == [32, 64]
+    assert (overall.reasoning, overall.rows, overall.correct, overall.left_out, overall.records) == ("all", 8, 4, 1, 4)
+    assert overall.pass_at == {1: pytest.approx((0.5 + 0 + 1 + 0.5) / 4), 2: pytest.approx(3 / 4)}
     low, high = by_budget[32], by_budget[64]
     assert (low["rows"], low["correct"], low["rows_left_out"], low["records"]) == (4, 1, 1, 2)
     assert low["accuracy"] == pytest.approx(0.25)
@@ -65,4 +68,6 @@ def test_a_jobs_figures_per_budget_leaving_out_what_cannot_be_graded():
 
 def test_groups_by_reasoning_mode_then_budget():
     rows = [row("a", 0, True, "x", reasoning="off"), row("a", 0, False, "y", budget=8), row("a", 0, True, "x")]
-    assert [(g.reasoning, g.max_thinking_tokens) for g in scores(rows)] == [("off", None), ("on", None), ("on", 8)]
+    rows.append(row("b", None, None, None, "error_row: an error row has no answer", reasoning=None))
+    assert [(g.reasoning, g.max_thinking_tokens, g.rows) for g in scores(rows)] == [
+        ("all", None, 4), (None, None, 1), ("off", None, 1), ("on", None, 1), ("on", 8, 1)]

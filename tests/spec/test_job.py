@@ -251,7 +251,7 @@ def test_yaml_that_is_not_a_mapping_is_refused(tmp_path, text):
 
 def test_the_sections_are_the_documented_ones():
     # a new section is a conscious change: the JSON Schema, the docs and the manifest's identity follow it
-    assert list(JobSpec.model_fields) == ["name", "model", "engine", "input", "prompt", "output", "defaults", "seed", "budget",
+    assert list(JobSpec.model_fields) == ["name", "model", "engine", "input", "prompt", "output", "grade", "defaults", "seed", "budget",
                                           "scaling", "errors", "storage"]
     assert all(field.description for field in OutputSpec.model_fields.values())
 
