@@ -17,12 +17,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchgen.core.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
+from batchgen.core.scores import scores
 from batchgen.core.stats import RowCounts
 from batchgen.record.sweep import sweep_order
 
 # The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
 COLUMNS = ["id", "reasoning", "finish_reason", "thinking_budget_hit", "reasoning_end", "prompt_tokens",
-           "reasoning_tokens", "completion_tokens", "error", "max_thinking_tokens"]
+           "reasoning_tokens", "completion_tokens", "error", "max_thinking_tokens", "sample_index", "extracted_answer",
+           "correct", "ungraded_reason"]
 EXAMPLES = 3  # example ids kept per error code
 PERCENTILES = (0.5, 0.9, 0.99)
 
@@ -61,6 +63,9 @@ class Survey:
     # the reasoning tokens' percentiles over its rows with reasoning on, and its budget hits.
     by_budget: dict[str, dict] = field(default_factory=dict)
     stats: dict | None = None  # `_stats.json`, when a run got as far as writing it
+    # A graded job's figures (`batchgen.core.scores`): every row ("all"), then per reasoning mode and budget;
+    # [] when the job does not grade.
+    scores: list[dict] = field(default_factory=list)
 
     @property
     def resumable(self) -> bool:
@@ -98,8 +103,25 @@ def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dic
         # a complete output holds rows of every input record, whether or not its job wrote the count
         total=manifest.get("records", done if state == "complete" else None),
         files=len(files), stats=stats, **_tally(table),
+        scores=[g.as_dict() for g in scores(table.to_pylist())] if spec.get("grade") else [],
     )
     return found, table.to_pylist()
+
+
+def _scores_line(group: dict) -> str:
+    """One group's figures: `all: accuracy 0.750 (3 of 4 rows, 1 left out), pass@1 0.750, pass@2 1.000,
+    maj@2 1.000, reasoning 45 tokens a row`."""
+    mode = group["reasoning"] or "not run"
+    name = mode if group["max_thinking_tokens"] is None else f"{mode} @{group['max_thinking_tokens']}"
+    if not group["rows"]:
+        return f"{name}: nothing graded ({group['rows_left_out']:,} rows left out)"
+    ks = sorted(int(k) for k in group["pass_at_k"])
+    shown = sorted({1, ks[-1]} | ({4, 8, 16, 32, 64} & set(ks)))
+    return (f"{name}: accuracy {group['accuracy']:.3f} ({group['correct']:,} of {group['rows']:,} rows"
+            + (f", {group['rows_left_out']:,} left out" if group["rows_left_out"] else "") + "), "
+            + ", ".join(f"pass@{k} {group['pass_at_k'][str(k)]:.3f}" for k in shown) + ", "
+            + ", ".join(f"maj@{k} {group['majority_at_k'][str(k)]:.3f}" for k in shown if k > 1 or len(shown) == 1)
+            + f", reasoning {group['mean_reasoning_tokens']:,.0f} tokens a row")
 
 
 def _stats_is_last(prefix: OutputPrefix, files: list[str]) -> bool:
@@ -180,6 +202,8 @@ def describe(found: Survey) -> str:
         lines.append("  by budget  " + "; ".join(
             f"{budget}: {g['rows']:,} rows, reasoning p50 {g['reasoning_tokens_percentiles'].get('p50', 0):,}, "
             f"budget hit {g['budget_hits']:,}" for budget, g in found.by_budget.items()))
+    for group in found.scores:
+        lines.append(f"  {'graded' if group['reasoning'] == 'all' else '':<10} " + _scores_line(group))
     if found.stats:
         stats = found.stats
         lines.append(f"  last run   {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "

@@ -314,6 +314,7 @@ def test_json_lines_output_gives_back_every_passthrough_value_as_written(tmp_pat
 def test_rows_are_graded_where_they_are_written_and_a_missing_reference_column_refuses_the_job(tmp_path, ray_cluster):
     from batchgen.core.scores import scores
     from batchgen.spec.job import SpecError
+    from batchgen.views.survey import describe, survey
 
     # The stand-in answers "echo: say <prompt>": the last number is the prompt's.
     records = [
@@ -332,6 +333,9 @@ def test_rows_are_graded_where_they_are_written_and_a_missing_reference_column_r
                    "words": (None, None, "no_answer"), "bad": (None, None, "error_row")}
     overall = scores(rows.values())[0]
     assert (overall.rows, overall.correct, overall.left_out) == (5, 2, 1)
+    found = survey(str(tmp_path / "out"))  # what `batchgen inspect` prints: the same figures, from the files
+    assert found.scores == [g.as_dict() for g in scores(rows.values())]
+    assert "graded     all: accuracy 0.400 (2 of 5 rows, 1 left out), pass@1 0.400" in describe(found)
 
     (tmp_path / "again").mkdir()
     spec = job(tmp_path / "again", records, grade={"reference": "gold"})
