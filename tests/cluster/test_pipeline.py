@@ -325,3 +325,70 @@ def test_a_rerun_of_a_sampled_job_draws_the_same_samples(tmp_path, ray_cluster):
     assert answers("a") == first
     run(job(tmp_path / "in.jsonl", tmp_path / "c", seed=1))
     assert answers("c") != first
+
+
+def test_a_graded_sampled_budget_sweep_gives_the_figures_its_rows_give_before_and_after_a_resume(tmp_path, ray_cluster):
+    # The toy echoes a word, not always the one asked for: the reference is the word asked for. Two samples
+    # at temperature 0.6, each swept over budgets 4 and 24 with reasoning on, and a reasoning-off record.
+    from math import comb
+
+    from batchgen.views.survey import survey
+
+    words = ["river", "stone", "apple", "candle", "garden", "silver"]
+    records = [{"id": f"w{i}", "prompt": corpus.echo_prompt(word), "answer": word, "n": 2, "temperature": 0.6,
+                "max_thinking_tokens": [4, 24], "max_tokens": 60} for i, word in enumerate(words)]
+    records.append({"id": "off", "prompt": corpus.echo_prompt("apple"), "answer": "apple", "reasoning": "off"})
+    records.append({"id": "nothing", "prompt": corpus.echo_prompt("stone")})  # no reference: left out
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    spec = job(tmp_path / "in.jsonl", tmp_path / "out", grade={"reference": "answer", "extract": "content"},
+               output={"uri": str(tmp_path / "out"), "min_rows_per_file": 4})
+    run(spec)
+
+    def figures_from_rows() -> dict:
+        rows = read_rows(tmp_path / "out").to_pylist()
+        for row in rows:
+            if row["error"] is None and row["answer"] is not None:
+                assert row["extracted_answer"] == row["content"].strip()
+                assert row["correct"] == (row["content"].strip().rstrip(".").lower() == row["answer"])
+        groups = {}
+        for row in rows:
+            if row["ungraded_reason"] and row["ungraded_reason"].startswith("no_reference"):
+                continue
+            groups.setdefault((row["reasoning"], row["max_thinking_tokens"]), {}).setdefault(row["id"], []).append(row["correct"] is True)
+        out = {}
+        for key, by_record in groups.items():
+            flat = [c for samples in by_record.values() for c in samples]
+            n = min(len(s) for s in by_record.values())
+            out[key] = (sum(flat) / len(flat), {str(k): sum(1 - comb(len(s) - sum(s), k) / comb(len(s), k)
+                                                             for s in by_record.values()) / len(by_record)
+                                                for k in range(1, n + 1)})
+        return out
+
+    def figures_inspected() -> dict:
+        found = survey(str(tmp_path / "out"))
+        groups = {(g["reasoning"], g["max_thinking_tokens"]): g for g in found.scores if g["reasoning"] != "all"}
+        left_out = groups.pop(("on", None))  # the record without a reference
+        assert (left_out["rows"], left_out["rows_left_out"], left_out["accuracy"]) == (0, 1, None)
+        return {key: (g["accuracy"], g["pass_at_k"]) for key, g in groups.items()}
+
+    expected = figures_from_rows()
+    assert set(expected) == {("on", 4), ("on", 24), ("off", None)}
+    got = figures_inspected()
+    assert set(got) == set(expected)
+    for key, (accuracy, pass_at) in expected.items():
+        assert got[key][0] == pytest.approx(accuracy) and got[key][1] == pytest.approx(pass_at), key
+    # A resume: committed files and their checkpoint entries gone, as a kill would leave them; the figures
+    # are those of the rows the finished job holds, and every key is there once.
+    data = sorted((tmp_path / "out").glob("part-*.parquet"))
+    (tmp_path / "out" / "_SUCCESS").unlink()
+    for lost in data[::2]:
+        lost.unlink()
+        (tmp_path / "out" / "_checkpoint" / (lost.name.rsplit("-", 1)[0] + ".parquet")).unlink()
+    run(spec)
+    rows = read_rows(tmp_path / "out").to_pylist()
+    keys = [(r["id"], r["sample_index"], r["max_thinking_tokens"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 6 * 2 * 2 + 2
+    resumed = figures_from_rows()
+    got = figures_inspected()
+    for key, (accuracy, pass_at) in resumed.items():
+        assert got[key][0] == pytest.approx(accuracy) and got[key][1] == pytest.approx(pass_at), key

@@ -27,11 +27,15 @@ from tests.conftest import TEST_ENGINE
 pytestmark = [pytest.mark.engine, pytest.mark.recovery]
 
 
+GRADE = {"reference": "answer", "extract": "content"}  # the toy names a word, not always the one asked for
+
+
 def write_job(tmp_path: Path, records: int, output: str, storage: dict | None = None, **extra) -> Path:
     source = tmp_path / "in.jsonl"
     source.write_text("".join(
         json.dumps({"id": f"r{i}", "prompt": corpus.steps_prompt(corpus.WORDS[i % len(corpus.WORDS)]),
-                    "max_thinking_tokens": 12 + i % 5}) + "\n" for i in range(records)
+                    "max_thinking_tokens": 12 + i % 5, "answer": corpus.WORDS[i % len(corpus.WORDS)]}) + "\n"
+        for i in range(records)
     ))
     spec = {
         "name": "recovery", "model": {"path": "toy:nemotron-h"}, "engine": TEST_ENGINE,
@@ -61,6 +65,15 @@ def output_ids(out, fs=None) -> list[str]:
         with fs.open(f, "rb") as handle:
             ids += pq.read_table(handle, columns=["id"]).column("id").to_pylist()
     return ids
+
+
+def output_rows(out, fs, columns: list[str]) -> list[dict]:
+    fs.invalidate_cache()
+    rows = []
+    for f in data_files(fs, str(out)):
+        with fs.open(f, "rb") as handle:
+            rows += pq.read_table(handle, columns=columns).to_pylist()
+    return rows
 
 
 def committed(out, fs=None) -> int:
@@ -95,10 +108,10 @@ def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, wh
 
         endpoint = request.getfixturevalue("s3_endpoint")
         fs, out = s3fs.S3FileSystem(endpoint_url=endpoint), f"batchgen-test/recovery-{tmp_path.name}"
-        job = write_job(tmp_path, 400, f"s3://{out}/", storage={"endpoint_url": endpoint})
+        job = write_job(tmp_path, 400, f"s3://{out}/", storage={"endpoint_url": endpoint}, grade=GRADE)
     else:
         fs, out = fsspec.filesystem("file"), str(tmp_path / "out")
-        job = write_job(tmp_path, 400, out)
+        job = write_job(tmp_path, 400, out, grade=GRADE)
     uri, storage = (f"s3://{out}/", ["--storage", f"endpoint_url={endpoint}"]) if where == "s3" else (out, [])
     first = start(job)
     wait_until(lambda: committed(out, fs) >= 16, 600, "some committed output")
@@ -125,6 +138,14 @@ def test_driver_killed_mid_job_then_rerun_gives_exactly_once_output(tmp_path, wh
     assert fs.exists(f"{out}/_SUCCESS")
     found = inspect(uri, storage)
     assert found["state"] == "complete" and found["done"] == found["total"] == 400 and found["errors"] == 0
+    # The graded figures are those of the committed rows, whatever the kill did.
+    rows = output_rows(out, fs, ["correct", "max_thinking_tokens"])
+    assert all(r["correct"] is not None for r in rows)
+    by_budget = {g["max_thinking_tokens"]: g for g in found["scores"] if g["reasoning"] == "on"}
+    assert sorted(by_budget) == [12, 13, 14, 15, 16]
+    for budget, group in by_budget.items():
+        graded = [r["correct"] for r in rows if r["max_thinking_tokens"] == budget]
+        assert (group["rows"], group["correct"]) == (len(graded), sum(graded))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
