@@ -41,14 +41,14 @@ STATS = JobStats(job="report-test", model=MODEL, input_files=1, records=9, ok=6,
                  engine_startup_s=12.5, generation_time_s=3.5, generation_tokens_per_s=289.1, rows=9)
 
 
-def write_prefix(tmp_path, rows, records, finished=False) -> str:
+def write_prefix(tmp_path, rows, records, finished=False, grade: dict | None = None) -> str:
     """An output prefix as a job leaves it: manifest, data file (if any rows), and when `finished` the
-    stats and `_SUCCESS`; the job's spec beside it, as `spec.json`."""
+    stats and `_SUCCESS`; the job's spec beside it, as `spec.json` (with `grade` as its grade section)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "in.jsonl").write_text('{"prompt": "x"}\n' * records)
     out = tmp_path / "out"
     document = {"name": "report-test", "model": {"path": MODEL}, "input": {"uri": str(tmp_path / "in.jsonl")},
-                "output": {"uri": str(out)}}
+                "output": {"uri": str(out)}} | ({"grade": grade} if grade else {})
     (tmp_path / "spec.json").write_text(json.dumps(document))
     spec = JobSpec.model_validate(document)
     fs, path = open_fs(str(tmp_path / "in.jsonl"))

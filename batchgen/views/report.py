@@ -3,7 +3,8 @@ alone, that says what a job made of its input.
 
 The figures at a glance come from `survey` (state, counts, token totals, `_stats.json`); from the rows the
 survey was counted from, this module draws what a survey does not keep: token counts by mode, the
-longest records and the error messages. plotly.js is inlined once, so the page opens without a network.
+longest records and the error messages; for a graded job, accuracy by thinking budget (with the reasoning
+tokens spent), pass@k and majority@k against k, and accuracy by reasoning length. plotly.js is inlined once, so the page opens without a network.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
 
 from batchgen.views.survey import Survey, survey_rows
 
@@ -51,6 +53,10 @@ def render(uri: str, storage: dict | None = None) -> str:
         ("Errors by code", _bar(glance.errors_by_code, "error code") or "no errors"),
         ("Throughput", _throughput(glance.stats)),
     ]
+    if glance.scores:
+        charts += [("Accuracy by thinking budget", _accuracy_by_budget(glance.scores)),
+                   ("pass@k and majority@k", _at_k(glance.scores[0])),
+                   ("Accuracy by reasoning length", _accuracy_by_length(rows))]
     longest = heapq.nlargest(TOP, answered, key=lambda r: r["completion_tokens"])
     failed = [r for r in rows if r["error"]][:TOP]
     sections = [_section(title, _figure(body)) for title, body in charts] + [
@@ -120,6 +126,61 @@ def _binned(counts: Counter, size: int) -> Counter:
     for value, n in counts.items():
         binned[value // size] += n
     return binned
+
+
+def _accuracy_by_budget(scores: list[dict]) -> go.Figure | str:
+    """A graded job's accuracy per thinking budget, a line per reasoning mode, with the mean reasoning
+    tokens of each budget's rows (dashed, right axis). Budgets are categories in order, "none" last."""
+    groups = [g for g in scores if g["reasoning"] in MODES and g["rows"]]
+    if not groups:
+        return "no data: no graded rows yet"
+    budgets = sorted({g["max_thinking_tokens"] for g in groups}, key=lambda b: (b is None, b or 0))
+    label = {b: "none" if b is None else str(b) for b in budgets}
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for mode in MODES:
+        mine = sorted((g for g in groups if g["reasoning"] == mode), key=lambda g: budgets.index(g["max_thinking_tokens"]))
+        if not mine:
+            continue
+        x = [label[g["max_thinking_tokens"]] for g in mine]
+        fig.add_trace(go.Scatter(x=x, y=[g["accuracy"] for g in mine], name=f"accuracy, reasoning {mode}",
+                                 mode="lines+markers", line=dict(color=MODES[mode])), secondary_y=False)
+        fig.add_trace(go.Scatter(x=x, y=[g["mean_reasoning_tokens"] for g in mine], mode="lines+markers",
+                                 name=f"reasoning tokens, {mode}", line=dict(color=MODES[mode], dash="dot")),
+                      secondary_y=True)
+    _layout(fig, "max_thinking_tokens", yaxis_title="accuracy")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=[label[b] for b in budgets])
+    fig.update_yaxes(range=[0, 1.02], secondary_y=False)
+    return fig.update_yaxes(title_text="mean reasoning tokens a row", secondary_y=True, rangemode="tozero")
+
+
+def _at_k(overall: dict) -> go.Figure | str:
+    """pass@k and majority@k against k over every graded row (one point at k=1 without samples)."""
+    if not overall["pass_at_k"]:
+        return "no data: no graded rows yet"
+    ks = sorted(int(k) for k in overall["pass_at_k"])
+    fig = go.Figure([go.Scatter(x=ks, y=[overall[key][str(k)] for k in ks], name=name, mode="lines+markers",
+                                line=dict(color=colour))
+                     for key, name, colour in [("pass_at_k", "pass@k", "#4c6ef5"), ("majority_at_k", "majority@k", "#f59f00")]])
+    _layout(fig, "k (samples)", yaxis_title="share of records")
+    return fig.update_yaxes(range=[0, 1.02]).update_xaxes(dtick=1)
+
+
+def _accuracy_by_length(rows: list[dict]) -> go.Figure | str:
+    """The share of correct rows among the graded answers, by reasoning tokens (bins as the histograms'),
+    a line per mode with reasoning; the rows each bin holds as hover text."""
+    graded = [r for r in rows if r["correct"] is not None and r["reasoning"] == "on"]
+    if not graded:
+        return "no data: no graded rows with reasoning on"
+    size = _bin_size(max(r["reasoning_tokens"] for r in graded))
+    bins: dict[int, list[bool]] = {}
+    for r in graded:
+        bins.setdefault(r["reasoning_tokens"] // size, []).append(r["correct"])
+    keys = sorted(bins)
+    fig = go.Figure(go.Scatter(x=[k * size for k in keys], y=[sum(bins[k]) / len(bins[k]) for k in keys],
+                               text=[f"{len(bins[k])} rows" for k in keys], mode="lines+markers",
+                               name="reasoning on", line=dict(color=MODES["on"])))
+    _layout(fig, f"reasoning tokens (bins of {size})", yaxis_title="accuracy")
+    return fig.update_yaxes(range=[0, 1.02])
 
 
 def _bar(counts: dict[str, int], axis: str) -> go.Figure | None:

@@ -119,3 +119,34 @@ def test_chromium_draws_every_chart_without_an_error(finished, tmp_path):
     path = report.write(uri, tmp_path / "report.html")
     shown = render_in_chromium(path)
     assert shown == {"errors": [], "charts": 6, "title": "batchgen report: report-test"}
+
+
+def graded(rid, mode, budget, reasoning, correct, sample=0):
+    from tests.prefixes import answer
+
+    row = answer(rid, mode, reasoning, reasoning + 5)
+    return row | {"max_thinking_tokens": budget, "sample_index": sample, "correct": correct,
+                  "extracted_answer": "yes" if correct else "no", "ungraded_reason": None}
+
+
+def test_a_graded_job_draws_accuracy_by_budget_pass_at_k_and_accuracy_by_length(tmp_path):
+    rows = [graded("a", "on", 8, 8, False), graded("a", "on", 8, 8, True, 1), graded("b", "on", 8, 7, False),
+            graded("b", "on", 8, 6, False, 1), graded("a", "on", 64, 50, True), graded("a", "on", 64, 45, True, 1),
+            graded("b", "on", 64, 60, True), graded("b", "on", 64, 62, False, 1), graded("c", "off", None, 0, True)]
+    uri = write_prefix(tmp_path, rows, records=3, finished=True, grade={"reference": "answer"})
+    page = report.render(uri)
+    budget = figure_titled(page, "max_thinking_tokens")
+    accuracy = {t["name"]: (t["x"], t["y"]) for t in budget}
+    assert accuracy["accuracy, reasoning on"] == (["8", "64"], [0.25, 0.75])
+    assert accuracy["reasoning tokens, on"] == (["8", "64"], [7.25, 54.25])
+    assert accuracy["accuracy, reasoning off"] == (["none"], [1.0])
+    at_k = {t["name"]: t["y"] for t in figure_titled(page, "k (samples)")}
+    # over (record, mode, budget) units: a@8 1 of 2, b@8 0 of 2, a@64 2 of 2, b@64 1 of 2, c off 1 of 1
+    assert at_k["pass@k"] == pytest.approx([(0.5 + 0 + 1 + 0.5 + 1) / 5, (1 + 0 + 1 + 1) / 4])
+    assert at_k["majority@k"] == pytest.approx([(0 + 0 + 1 + 1 + 1) / 5, (0 + 0 + 1 + 1) / 4])
+    (by_length,) = figure_titled(page, "reasoning tokens (bins of 2)")
+    assert by_length["x"][0] == 6 and by_length["y"][0] == 0.0  # the 6- and 7-token rows, both wrong
+    path = report.write(uri, tmp_path / "report.html")
+    # every figure in the page drawn (7: no errors and no reasoning ends to chart here)
+    assert len(figures(page)) == 7
+    assert render_in_chromium(path) == {"errors": [], "charts": 7, "title": "batchgen report: report-test"}
