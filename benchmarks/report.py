@@ -58,6 +58,15 @@ def _sweep(sweep: dict | None) -> list[str]:
     ]
 
 
+def _grading(grading: dict | None) -> list[str]:
+    """The grading CPU per row, by comparison (none in results from before grading existed)."""
+    if not grading:
+        return []
+    return [f"**Grading** ({grading['rows']:,} answer rows graded in-process as the write tasks grade them, "
+            f"median of {grading['repeats']}): " + ", ".join(
+                f"{name} {grading[f'{name}_ms_per_row']} ms CPU per row" for name in ("exact", "numeric", "math"))]
+
+
 def _worker_peak(memory: dict, title: str) -> int | str:
     """The peak RSS in MiB of the Ray workers whose process title starts with `title` (an actor's title
     gains the method it runs: `ray::Progress.taken`), or "-" where none ran."""
@@ -110,6 +119,7 @@ def markdown(results: dict) -> str:
                [[name, pipeline[name]["cpu_ms_per_record"], pipeline[name]["cpu_ms_per_record_all_in"],
                  pipeline[name]["records_per_s"], pipeline["rendering"][key]]
                 for name, key in (("plain", "decode_ms_per_record"), ("templated", "templated_decode_ms_per_record"))]),
+        *_grading(pipeline.get("grading")),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -169,6 +169,7 @@ def pipeline_cost(small: int, large: int, logs: Path) -> dict:
                         "cpu_ms_per_record": round(1000 * (cpu[1] - cpu[0]) / (large - small), 3),
                         "cpu_ms_per_record_all_in": round(1000 * cpu[1] / large, 3)}
     result["rendering"] = measure("scale", "rendering", "--records", small, logs=logs)
+    result["grading"] = measure("scale", "grading", "--records", small, logs=logs)
     return result
 
 

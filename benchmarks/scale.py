@@ -262,9 +262,46 @@ def rendering(records: int, repeats: int = 5) -> dict:
                 "templated_decode_ms_per_record": round(templated, 4), "templating_ms_per_record": round(templated - plain, 4)}
 
 
+def grading(rows: int, repeats: int = 3) -> dict:
+    """The CPU that grading takes per row, in-process (`core.grades.graded`, as the write tasks run it),
+    on `rows` answer rows of a reasoning model's shape (a paragraph, then the answer in \\boxed{}), a
+    third of them wrong, for each kind of comparison; the median of `repeats` CPU times, in ms per row."""
+    import statistics
+
+    import pyarrow as pa
+
+    from batchgen.core.grades import graded
+    from batchgen.record.grading import GradeSpec
+    from batchgen.record.rows import OUTPUT_SCHEMA
+
+    rng = random.Random(0)
+    answers = [(r"\frac{%d}{%d}" % (i % 7 + 1, i % 5 + 2), "%d" % (i % 97)) for i in range(rows)]
+    text = "Let me lay out the steps. " * 20
+    cases = {
+        "exact": (GradeSpec(reference="answer", extract="boxed"), [n for _, n in answers]),
+        "numeric": (GradeSpec(reference="answer", extract="boxed", compare="numeric"), [n for _, n in answers]),
+        "math": (GradeSpec(reference="answer", extract="boxed", compare="math"), [f for f, _ in answers]),
+    }
+    result = {"rows": rows, "repeats": repeats}
+    for name, (spec, truth) in cases.items():
+        said = [t if rng.random() < 0.67 else "0" for t in truth]
+        block = pa.table({
+            **{f.name: pa.nulls(rows, f.type) for f in OUTPUT_SCHEMA},
+            "content": pa.array([f"{text}So the answer is \\boxed{{{a}}}." for a in said]),
+            "answer": pa.array(truth),
+        })
+        times = []
+        for _ in range(repeats):
+            started = time.process_time()
+            graded(block, spec, "answer")
+            times.append(time.process_time() - started)
+        result[f"{name}_ms_per_row"] = round(1000 * statistics.median(times) / rows, 4)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering"])
+    parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering", "grading"])
     parser.add_argument("--templated", action="store_true", help="pipeline: the records made by a prompt section")
     parser.add_argument("--resume", action="store_true", help="memory: then undo every other commit and resume")
     parser.add_argument("--records", type=int, default=10_000)
@@ -275,6 +312,8 @@ def main() -> None:
         result = replicas(args.replicas, args.records, args.step_seconds)
     elif args.what == "rendering":
         result = rendering(args.records)
+    elif args.what == "grading":
+        result = grading(args.records)
     else:
         result = memory(args.records, args.resume) if args.what == "memory" else pipeline(args.records, args.templated)
     print(json.dumps(result))

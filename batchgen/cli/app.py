@@ -141,6 +141,9 @@ def validate(job: JobFile, overrides: Overrides = [],
         raise fail(f"{failed} of {report.records} records would fail, more than errors.max_fraction {spec.errors.max_fraction}")
 
 
+JudgedBy = Annotated[Optional[str], typer.Option(
+    "--judged-by", help="the output of a judge job chained onto this one (grade.compare: verdict): its verdicts "
+    "grade the rows, and the figures are theirs")]
 StorageOptions = Annotated[list[str], typer.Option(
     "--storage", help="an fsspec option for the output's filesystem: key=value (repeatable), e.g. endpoint_url=http://...")]
 
@@ -160,13 +163,15 @@ def inspect(
     output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
     storage: StorageOptions = [],
     as_json: Annotated[bool, typer.Option("--json", help="print the survey as JSON")] = False,
+    judged_by: JudgedBy = None,
 ) -> None:
     """What an output holds: its job, done and total records, complete or resumable, errors by code with
-    example ids, tokens, reasoning-token percentiles, budget hits, finish reasons."""
+    example ids, tokens, reasoning-token percentiles, budget hits, finish reasons; a graded job's accuracy,
+    pass@k and majority@k per reasoning mode and budget."""
     from batchgen.views.survey import describe, survey
 
     try:
-        found = survey(output, _storage(storage))
+        found = survey(output, _storage(storage), judged_by)
     except (FileNotFoundError, OSError) as error:
         raise fail(f"inspect: {error}") from None
     typer.echo(json.dumps(found.to_json(), indent=2) if as_json else describe(found))
@@ -177,13 +182,15 @@ def report(
     output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
     to: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")] = Path("report.html"),
     storage: StorageOptions = [],
+    judged_by: JudgedBy = None,
 ) -> None:
     """Write one self-contained HTML page of charts of an output: reasoning and answer lengths, finish
-    reasons, how the reasoning ended, errors, throughput; the longest records and example error rows."""
+    reasons, how the reasoning ended, errors, throughput; the longest records and example error rows; for a
+    graded job, accuracy by thinking budget, pass@k and majority@k, accuracy by reasoning length."""
     from batchgen.views.report import write
 
     try:
-        path = write(output, to, _storage(storage))
+        path = write(output, to, _storage(storage), judged_by)
     except (FileNotFoundError, OSError) as error:
         raise fail(f"report: {error}") from None
     typer.echo(f"batchgen: report of {output} in {path}")

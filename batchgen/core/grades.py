@@ -15,9 +15,12 @@ from batchgen.spec.job import SpecError
 GRADE_COLUMNS = ("extracted_answer", "correct", "ungraded_reason")
 
 
-def reference_column(grade: GradeSpec, passthrough: Passthrough) -> str:
+def reference_column(grade: GradeSpec, passthrough: Passthrough) -> str | None:
     """The output column holding `grade.reference` (an input column is renamed `input_<name>` where the
-    row contract has the name). Raises SpecError naming the column and those the input has."""
+    row contract has the name; None for a judge's verdicts). Raises SpecError naming the column and those
+    the input has."""
+    if grade.reference is None:
+        return None
     for column, source in passthrough.sources.items():
         if source == grade.reference:
             return column
@@ -25,12 +28,14 @@ def reference_column(grade: GradeSpec, passthrough: Passthrough) -> str:
     raise SpecError(f"grade.reference: the input has no column {grade.reference!r} (its columns: {have})")
 
 
-def graded(block: pa.Table, grade: GradeSpec, reference: str) -> pa.Table:
-    """`block` (output rows of the prefix's schema) with its grade columns filled in; the same schema."""
+def graded(block: pa.Table, grade: GradeSpec, reference: str | None) -> pa.Table:
+    """`block` (output rows of the prefix's schema) with its grade columns filled in; the same schema.
+    `reference`: the reference's column (None: a judge's verdicts, `compare: verdict`)."""
     if not block.num_rows:
         return block
+    references = block.column(reference).to_pylist() if reference else [None] * block.num_rows
     grades = [grade_row(content, error, ref, grade).columns() for content, error, ref in zip(
-        block.column("content").to_pylist(), block.column("error").to_pylist(), block.column(reference).to_pylist())]
+        block.column("content").to_pylist(), block.column("error").to_pylist(), references)]
     for name in GRADE_COLUMNS:
         index = block.schema.get_field_index(name)
         values = pa.array([g[name] for g in grades], type=block.schema.field(index).type)

@@ -3,8 +3,8 @@ budget (`Scores`). Computed from the committed rows alone, so they are the same 
 or was killed and resumed.
 
 Definitions (the README's "Grading"):
-- A row counts when its record can be graded: it has a reference the comparison can read. Rows whose
-  grade is null for `no_reference` or `bad_reference` are left out; every other row that is not correct
+- A row counts when its record can be graded: it has a reference the comparison can read (or, judged, a
+  verdict). Rows whose grade is null for `no_reference`, `bad_reference` or `no_verdict` are left out; every other row that is not correct
   (error rows, `no_answer`, `timeout`, wrong answers, answers cut by `max_tokens`) counts as incorrect.
 - accuracy: correct rows / counted rows (every sample of every record).
 - pass@k: the unbiased estimator of Chen et al. 2021 ("Evaluating Large Language Models Trained on Code",
@@ -82,6 +82,30 @@ class GroupScores:
 def counts(reason: str | None) -> bool:
     """Whether a row whose grade is null for `reason` counts (as incorrect) in the figures."""
     return reason is None or UNGRADED.get(reason.split(":", 1)[0], True)
+
+
+JUDGE_KEY = ("source_id", "source_sample_index", "source_max_thinking_tokens")  # a chained job's row: the key it judged
+
+
+def judged(rows: Iterable[dict], verdicts: Iterable[dict]) -> list[dict]:
+    """A job's rows graded by a judge job chained onto it (`compare: verdict`): each row takes `correct`
+    from the judge's row whose `JUDGE_KEY` is its (id, sample_index, max_thinking_tokens). A row the judge
+    gave no verdict on (its row failed, was not there, or said neither) is `no_verdict` and left out; an
+    error row of the judged job stays `error_row` (it counts as incorrect). `extracted_answer` stays the
+    judged job's own (majority@k needs that job's extraction)."""
+    found = {tuple(v.get(k) for k in JUDGE_KEY): v for v in verdicts}
+    out = []
+    for row in rows:
+        if row.get("error") is not None:
+            out.append(row | {"correct": None, "ungraded_reason": "error_row: an error row has no answer"})
+            continue
+        verdict = found.get((row["id"], row.get("sample_index"), row.get("max_thinking_tokens")))
+        if verdict is None or verdict.get("correct") is None:
+            why = "no row of the judge" if verdict is None else f"the judge's row: {verdict.get('ungraded_reason')}"
+            out.append(row | {"correct": None, "ungraded_reason": f"no_verdict: {why}"})
+        else:
+            out.append(row | {"correct": verdict["correct"], "ungraded_reason": None})
+    return out
 
 
 def scores(rows: Iterable[dict]) -> list[GroupScores]:

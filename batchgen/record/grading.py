@@ -32,7 +32,8 @@ class GradeSpec(BaseModel):
     """The job spec's `grade` section: where the reference is, how the answer is extracted, how compared."""
 
     model_config = ConfigDict(extra="forbid")
-    reference: str = Field(description="the input column holding each record's reference answer")
+    reference: str | None = Field(None, description="the input column holding each record's reference answer "
+                                  "(none with compare: verdict)")
     extract: Literal["boxed", "last_number", "regex", "json_field", "choice", "content"] = Field(
         "boxed", description="boxed: the last \\boxed{...}; last_number: the last number; regex: `pattern`'s first "
         "group in its last match; json_field: `field` of the answer read as a JSON object (a structured answer); "
@@ -40,10 +41,15 @@ class GradeSpec(BaseModel):
     pattern: str | None = Field(None, description="extract: regex; a Python regular expression with one group")
     field: str | None = Field(None, description="extract: json_field; the key whose value is the answer")
     letters: str = Field("ABCDEFGHIJ", min_length=2, description="extract or compare: choice; the choice letters")
-    compare: Literal["exact", "numeric", "choice", "one_of", "math"] = Field(
+    compare: Literal["exact", "numeric", "choice", "one_of", "math", "verdict"] = Field(
         "exact", description="exact: equal after normalisation (NFKC, case-folded, whitespace collapsed, one "
         "trailing period dropped); numeric: equal within `tolerance`; choice: the same letter; one_of: equal "
-        "(as exact) to one item of a list reference; math: mathematically equivalent (math-verify)")
+        "(as exact) to one item of a list reference; math: mathematically equivalent (math-verify); verdict: "
+        "the answer is a judge's verdict on another job's row (`verdict_true` / `verdict_false`), no reference")
+    verdict_true: list[str] = Field(["yes", "true", "correct"], min_length=1,
+                                    description="compare: verdict; answers (as exact) that say the judged row is correct")
+    verdict_false: list[str] = Field(["no", "false", "incorrect"], min_length=1,
+                                     description="compare: verdict; answers (as exact) that say it is not")
     tolerance: float = Field(1e-6, ge=0, description="compare: numeric; |answer - reference| <= tolerance x "
                              "max(1, |reference|)")
     timeout_s: int = Field(5, ge=1, le=60, description="compare: math; seconds for each of math-verify's parse and "
@@ -51,6 +57,10 @@ class GradeSpec(BaseModel):
 
     @model_validator(mode="after")
     def _needs(self) -> GradeSpec:
+        if (self.reference is None) != (self.compare == "verdict"):
+            raise ValueError("grade.reference: name the reference column, except with compare: verdict (a judge's "
+                             "answer is its own grade)" if self.reference is None else
+                             "grade.reference: compare: verdict grades a judge's answer, which has no reference")
         if self.extract == "regex":
             if not self.pattern:
                 raise ValueError("grade.pattern: extract: regex needs a pattern with one group")
@@ -158,8 +168,10 @@ def as_number(text: str) -> float | None:
 
 
 # Why a grade is null, as the code its `ungraded_reason` starts with. The metrics leave out the rows of
-# records that cannot be graded (no or unreadable reference) and count the others as incorrect.
-UNGRADED = {"no_reference": False, "bad_reference": False, "error_row": True, "no_answer": True, "timeout": True}
+# records that cannot be graded (no or unreadable reference, no verdict from a judge) and count the others
+# as incorrect.
+UNGRADED = {"no_reference": False, "bad_reference": False, "no_verdict": False, "error_row": True, "no_answer": True,
+            "timeout": True}
 
 
 class Ungraded(Exception):
@@ -233,6 +245,8 @@ def grade_row(content: str | None, error: str | None, reference: Any, spec: Grad
     """One row's grade. `content`: its answer (None on an error row); `error`: its error column;
     `reference`: the record's reference column's value (None: it has none). A null grade's reason starts
     with its code (`UNGRADED`), as error columns do."""
+    if spec.compare == "verdict":
+        return _verdict(content, error, spec)
     if reference is None or (isinstance(reference, str) and not reference.strip()):
         return Grade(None if content is None else extract_answer(content, spec), None,
                      f"no_reference: {spec.reference} is null")
@@ -245,3 +259,17 @@ def grade_row(content: str | None, error: str | None, reference: Any, spec: Grad
         return Grade(answer, compare(answer, reference, spec))
     except Ungraded as why:
         return Grade(answer, None, str(why))
+
+
+def _verdict(content: str | None, error: str | None, spec: GradeSpec) -> Grade:
+    """A judge's row: its extracted answer is the verdict on the row it judged."""
+    if error is not None or content is None:
+        return Grade(None, None, "error_row: an error row has no answer")
+    answer = extract_answer(content, spec)
+    if answer is None:
+        return Grade(None, None, f"no_answer: nothing to extract ({spec.extract}) in the answer")
+    if normalized(answer) in {normalized(v) for v in spec.verdict_true}:
+        return Grade(answer, True)
+    if normalized(answer) in {normalized(v) for v in spec.verdict_false}:
+        return Grade(answer, False)
+    return Grade(answer, None, f"no_answer: the verdict {answer!r:.40} is in neither verdict_true nor verdict_false")

@@ -38,10 +38,11 @@ td { overflow-wrap: anywhere; } .note { color: #666; font-size: .9em; margin: .4
 """
 
 
-def render(uri: str, storage: dict | None = None) -> str:
+def render(uri: str, storage: dict | None = None, judged_by: str | None = None) -> str:
     """The report of the output prefix at `uri` (a local path or fsspec URL; `storage`: fsspec options) as
-    one HTML page. Raises FileNotFoundError when no batchgen job wrote there."""
-    glance, rows = survey_rows(uri, storage)  # one read of the rows serves the survey and the charts
+    one HTML page; `judged_by`: a judge job's output whose verdicts grade the rows (`survey`). Raises
+    FileNotFoundError when no batchgen job wrote there."""
+    glance, rows = survey_rows(uri, storage, judged_by)  # one read of the rows serves the survey and the charts
     answered = [r for r in rows if r["finish_reason"] != "error"]  # error rows generated nothing to plot
     charts = [
         ("Reasoning tokens per record", _histogram(answered, lambda r: r["reasoning_tokens"], "reasoning tokens")),
@@ -76,10 +77,10 @@ def render(uri: str, storage: dict | None = None) -> str:
             f'<main>{"".join(sections)}</main></body></html>\n')
 
 
-def write(uri: str, path: str | Path, storage: dict | None = None) -> Path:
+def write(uri: str, path: str | Path, storage: dict | None = None, judged_by: str | None = None) -> Path:
     """Writes the report of `uri` to the local file `path` and returns its path."""
     path = Path(path)
-    path.write_text(render(uri, storage), encoding="utf-8")
+    path.write_text(render(uri, storage, judged_by), encoding="utf-8")
     return path
 
 

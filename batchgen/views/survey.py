@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchgen.core.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
-from batchgen.core.scores import scores
+from batchgen.core.scores import JUDGE_KEY, judged, scores
 from batchgen.core.stats import RowCounts
 from batchgen.record.sweep import sweep_order
 
@@ -66,6 +66,7 @@ class Survey:
     # A graded job's figures (`batchgen.core.scores`): every row ("all"), then per reasoning mode and budget;
     # [] when the job does not grade.
     scores: list[dict] = field(default_factory=list)
+    judged_by: str | None = None  # the judge job's output whose verdicts graded the rows
 
     @property
     def resumable(self) -> bool:
@@ -75,14 +76,16 @@ class Survey:
         return {**dataclasses.asdict(self), "resumable": self.resumable}
 
 
-def survey(uri: str, storage: dict | None = None) -> Survey:
-    """Surveys `uri` (a local path or an fsspec URL; `storage`: fsspec options such as `endpoint_url`).
-    Raises FileNotFoundError when no batchgen job wrote there."""
-    return survey_rows(uri, storage)[0]
+def survey(uri: str, storage: dict | None = None, judged_by: str | None = None) -> Survey:
+    """Surveys `uri` (a local path or an fsspec URL; `storage`: fsspec options such as `endpoint_url`);
+    `judged_by`: the output of a judge job chained onto it (`grade.compare: verdict`), whose verdicts grade
+    its rows. Raises FileNotFoundError when no batchgen job wrote there."""
+    return survey_rows(uri, storage, judged_by)[0]
 
 
-def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dict]]:
-    """The survey and the rows it was counted from (their `COLUMNS`), for what draws them (`report`)."""
+def survey_rows(uri: str, storage: dict | None = None, judged_by: str | None = None) -> tuple[Survey, list[dict]]:
+    """The survey and the rows it was counted from (their `COLUMNS`; graded by the judge's verdicts with
+    `judged_by`), for what draws them (`report`)."""
     prefix = OutputPrefix(uri, storage)
     manifest = prefix.read_manifest()
     if manifest is None:
@@ -95,6 +98,9 @@ def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dic
     if not prefix.has(SUCCESS_FILE):
         state = "stopped" if stats is not None and _stats_is_last(prefix, files) else "partial"
     table = prefix.read(COLUMNS, files)
+    rows = table.to_pylist()
+    if judged_by is not None:
+        rows = judged(rows, _verdicts(judged_by, storage, uri))
     done = pc.count_distinct(table.column("id")).as_py()
     spec = manifest["spec"]
     found = Survey(
@@ -103,9 +109,25 @@ def survey_rows(uri: str, storage: dict | None = None) -> tuple[Survey, list[dic
         # a complete output holds rows of every input record, whether or not its job wrote the count
         total=manifest.get("records", done if state == "complete" else None),
         files=len(files), stats=stats, **_tally(table),
-        scores=[g.as_dict() for g in scores(table.to_pylist())] if spec.get("grade") else [],
+        scores=[g.as_dict() for g in scores(rows)] if spec.get("grade") or judged_by else [],
+        judged_by=judged_by,
     )
-    return found, table.to_pylist()
+    return found, rows
+
+
+def _verdicts(uri: str, storage: dict | None, judged: str) -> list[dict]:
+    """A judge job's verdict rows. Raises FileNotFoundError unless `uri` is the output of a job that grades
+    verdicts (`grade.compare: verdict`) over a chained input."""
+    judge = OutputPrefix(uri, storage)
+    manifest = judge.read_manifest()
+    grade = ((manifest or {}).get("spec") or {}).get("grade") or {}
+    if grade.get("compare") != "verdict":
+        raise FileNotFoundError(f"--judged-by {uri}: not the output of a judge job (its spec has no grade section "
+                                f"with compare: verdict)")
+    rows = judge.read([*JUDGE_KEY, "correct", "ungraded_reason"]).to_pylist()
+    if rows and JUDGE_KEY[0] not in rows[0]:
+        raise FileNotFoundError(f"--judged-by {uri}: its rows have no {JUDGE_KEY[0]}: its input was not {judged}")
+    return rows
 
 
 def _scores_line(group: dict) -> str:
@@ -204,6 +226,8 @@ def describe(found: Survey) -> str:
             f"budget hit {g['budget_hits']:,}" for budget, g in found.by_budget.items()))
     for group in found.scores:
         lines.append(f"  {'graded' if group['reasoning'] == 'all' else '':<10} " + _scores_line(group))
+    if found.judged_by and found.scores:
+        lines.append(f"  {'':<10} (verdicts of the judge job in {found.judged_by})")
     if found.stats:
         stats = found.stats
         lines.append(f"  last run   {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "

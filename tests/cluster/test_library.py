@@ -30,13 +30,14 @@ def read_rows(directory) -> pa.Table:
 def lake_job(root) -> dict:
     prompt = {**LAKE_PROMPT, "examples": {**LAKE_PROMPT["examples"], "k": None, "uri": str(root / "examples.jsonl")}}
     return {**BASE, "input": {"uri": str(root / "table"), "id_column": "qid"}, "prompt": prompt,
-            "output": {"uri": str(root / "out")}, "errors": {"max_fraction": 0.5}}
+            "output": {"uri": str(root / "out")}, "errors": {"max_fraction": 0.5},
+            "grade": {"reference": "answer", "extract": "content"}}
 
 
 def judge_job(name, input_uri, output_uri, **sections) -> dict:
     return {**BASE, "name": name, "input": {"uri": input_uri}, "output": {"uri": output_uri}, "prompt": JUDGE,
             "defaults": {"reasoning": "off", "max_tokens": 5, "structured_outputs": {"choice": ["yes", "no"]}},
-            **sections}
+            "grade": {"compare": "verdict", "extract": "content"}, **sections}
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +86,23 @@ def check_judged(first: pa.Table, judged: pa.Table) -> None:
 
 def test_a_judge_reads_the_first_jobs_output_and_its_verdicts_join_back(lake_run, tmp_path):
     root, _ = lake_run
+    from batchgen.views.survey import survey
+
     result = batchgen.run(judge_job("judge", str(root / "out"), str(tmp_path / "judge")))
     assert (result.stats.records, result.stats.errors) == (3, 0)
-    check_judged(read_rows(root / "out"), read_rows(tmp_path / "judge"))
+    first, verdicts = read_rows(root / "out"), read_rows(tmp_path / "judge")
+    check_judged(first, verdicts)
+    # The first job graded itself against its answer column; the judge's verdicts grade it too.
+    said = verdicts.column("content").to_pylist()
+    assert verdicts.column("correct").to_pylist() == [v == "yes" for v in said]
+    graded = first.column("correct").to_pylist()
+    reasons = [(r or "").split(":")[0] for r in first.column("ungraded_reason").to_pylist()]
+    assert reasons.count("error_row") == 2 and all(reasons[i] for i, c in enumerate(graded) if c is None)
+    left_out = reasons.count("no_reference")  # a row of the table with no answer
+    own = survey(str(root / "out")).scores[0]
+    assert (own["rows"], own["correct"], own["rows_left_out"]) == (5 - left_out, graded.count(True), left_out)
+    by_judge = survey(str(root / "out"), judged_by=str(tmp_path / "judge")).scores[0]
+    assert (by_judge["rows"], by_judge["correct"], by_judge["rows_left_out"]) == (5, said.count("yes"), 0)
 
 
 def test_a_judge_reads_a_first_job_on_the_s3_server(lake_run, s3_endpoint):

@@ -71,3 +71,22 @@ def test_groups_by_reasoning_mode_then_budget():
     rows.append(row("b", None, None, None, "error_row: an error row has no answer", reasoning=None))
     assert [(g.reasoning, g.max_thinking_tokens, g.rows) for g in scores(rows)] == [
         ("all", None, 4), (None, None, 1), ("off", None, 1), ("on", None, 1), ("on", 8, 1)]
+
+
+def test_a_judges_verdicts_grade_the_rows_they_judged_by_key():
+    from batchgen.core.scores import judged
+
+    rows = [row("a", 0, None, "x", budget=8), row("a", 1, None, "y", budget=8), row("b", 0, None, "z", budget=8),
+            row("c", None, None, None, budget=8) | {"error": "engine_crash: died"}, row("d", 0, None, "w", budget=8)]
+    verdicts = [  # the judge's rows, keyed by what they judged; d's judge row failed, b's has no row
+        {"source_id": "a", "source_sample_index": 0, "source_max_thinking_tokens": 8, "correct": True, "ungraded_reason": None},
+        {"source_id": "a", "source_sample_index": 1, "source_max_thinking_tokens": 8, "correct": False, "ungraded_reason": None},
+        {"source_id": "d", "source_sample_index": 0, "source_max_thinking_tokens": 8, "correct": None,
+         "ungraded_reason": "error_row: an error row has no answer"},
+    ]
+    graded = {(r["id"], r["sample_index"]): (r["correct"], (r["ungraded_reason"] or "").split(":")[0])
+              for r in judged(rows, verdicts)}
+    assert graded == {("a", 0): (True, ""), ("a", 1): (False, ""), ("b", 0): (None, "no_verdict"),
+                      ("c", None): (None, "error_row"), ("d", 0): (None, "no_verdict")}
+    overall = scores(judged(rows, verdicts))[0]
+    assert (overall.rows, overall.correct, overall.left_out) == (3, 1, 2)  # a twice and c's error row count

@@ -98,3 +98,19 @@ def test_a_grade_that_cannot_be_given_is_null_saying_why(content, error, referen
 def test_a_grade_section_that_cannot_work_is_refused(fields, message):
     with pytest.raises(ValidationError, match=message):
         spec(**fields)
+
+
+@pytest.mark.parametrize("content, correct, reason", [
+    ("yes", True, None), ("Yes.", True, None), ("no", False, None), ("maybe", None, "no_answer"),
+    (None, None, "error_row"),
+])
+def test_a_judges_answer_is_its_verdict(content, correct, reason):
+    grade = grade_row(content, None if content else "engine_error: x", None, GradeSpec(compare="verdict", extract="content"))
+    assert grade.correct is correct and (grade.ungraded_reason or "").split(":")[0] == (reason or "")
+
+
+def test_verdicts_need_no_reference_and_everything_else_needs_one():
+    with pytest.raises(ValidationError, match="name the reference column"):
+        GradeSpec(compare="exact")
+    with pytest.raises(ValidationError, match="has no reference"):
+        GradeSpec(compare="verdict", reference="answer")
