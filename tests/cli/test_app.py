@@ -93,6 +93,23 @@ def test_bad_specs_are_refused_with_the_key_named(override, message):
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_a_grade_reference_the_input_lacks_refuses_validate_with_exit_2():
+    result = runner.invoke(app, ["validate", str(DEMO), "--set", "grade.reference=gold", "--show", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("batchgen: grade.reference: the input has no column 'gold' (its columns: ")
+    assert runner.invoke(app, ["run", str(DEMO), "--set", "grade.extract=regex", "--set", "grade.reference=x"]).exit_code == 2
+
+
+def test_judged_by_needs_a_judge_jobs_output(tmp_path):
+    from tests.prefixes import ROWS, write_prefix
+
+    out = write_prefix(tmp_path / "first", ROWS, records=len(ROWS), finished=True)
+    other = write_prefix(tmp_path / "other", ROWS, records=len(ROWS), finished=True)
+    result = runner.invoke(app, ["inspect", out, "--judged-by", other])
+    assert result.exit_code == 1
+    assert "not the output of a judge job (its spec has no grade section with compare: verdict)" in result.output
+
+
 def test_missing_input_is_one_clear_line(tmp_path):
     result = runner.invoke(app, ["validate", str(DEMO), "--set", f"input.uri={tmp_path}/none.jsonl"])
     assert result.exit_code == 1 and result.output.strip() == f"batchgen: input.uri: nothing at {tmp_path}/none.jsonl"
