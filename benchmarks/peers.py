@@ -95,12 +95,15 @@ def ray_data_llm(model: str, records: list[dict], tmp: Path) -> dict:
     return measured("ray.data.llm", started, ready, done, sum(table.column(0).to_pylist()), table.num_rows)
 
 
-def batchgen_job(model: str, records: list[dict], tmp: Path) -> dict:
+def batchgen_job(model: str, records: list[dict], tmp: Path, graded: bool = False) -> dict:
+    """A batchgen job over the records; `graded`: with a grade section (every record's reference `\\frac{1}{2}`,
+    compared by math-verify, the costliest comparison), to measure what grading takes from generation."""
     from batchgen.cluster.pipeline import run
     from batchgen.spec.job import JobSpec
 
-    write_jsonl(tmp / "records.jsonl", records)
-    spec = JobSpec.model_validate({
+    write_jsonl(tmp / "records.jsonl", [r | {"answer": "\\frac{1}{2}"} for r in records] if graded else records)
+    grade = {"grade": {"reference": "answer", "extract": "last_number", "compare": "math"}} if graded else {}
+    spec = JobSpec.model_validate({**grade,
         "name": "bench-peers", "model": {"path": model}, "engine": ENGINE,
         "input": {"uri": str(tmp / "records.jsonl")}, "output": {"uri": str(tmp / "out")},
         # The same number of records in flight as ray.data.llm's batches hold.
@@ -114,12 +117,13 @@ def batchgen_job(model: str, records: list[dict], tmp: Path) -> dict:
     stats = run(spec)
     done = time.time()
     ready = done - stats.generation_time_s
-    return measured("batchgen", started, ready, done, stats.completion_tokens, stats.records)
+    return measured("batchgen-graded" if graded else "batchgen", started, ready, done, stats.completion_tokens,
+                    stats.records)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("system", choices=["vllm", "ray-data", "batchgen", "vllm-beside-ray"])
+    parser.add_argument("system", choices=["vllm", "ray-data", "batchgen", "batchgen-graded", "vllm-beside-ray"])
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--workload", choices=WORKLOADS, default="peer")
     args = parser.parse_args()
@@ -130,7 +134,7 @@ def main() -> None:
         elif args.system == "ray-data":
             result = ray_data_llm(model, records, Path(tmp))
         else:
-            result = batchgen_job(model, records, Path(tmp))
+            result = batchgen_job(model, records, Path(tmp), graded=args.system == "batchgen-graded")
     print(json.dumps(result), flush=True)
 
 

@@ -58,13 +58,20 @@ def _sweep(sweep: dict | None) -> list[str]:
     ]
 
 
-def _grading(grading: dict | None) -> list[str]:
-    """The grading CPU per row, by comparison (none in results from before grading existed)."""
-    if not grading:
-        return []
-    return [f"**Grading** ({grading['rows']:,} answer rows graded in-process as the write tasks grade them, "
-            f"median of {grading['repeats']}): " + ", ".join(
-                f"{name} {grading[f'{name}_ms_per_row']} ms CPU per row" for name in ("exact", "numeric", "math"))]
+def _grading(grading: dict | None, ratio: dict | None = None) -> list[str]:
+    """The grading CPU per row, by comparison, and what grading takes from generation (none in results
+    from before grading existed)."""
+    lines = []
+    if grading:
+        lines.append(f"**Grading** ({grading['rows']:,} answer rows graded in-process as the write tasks grade them, "
+                     f"median of {grading['repeats']}): " + ", ".join(
+                         f"{name} {grading[f'{name}_ms_per_row']} ms CPU per row" for name in ("exact", "numeric", "math")))
+    if ratio:
+        lines.append(f"**Grading beside generation** (`peer` workload, {ratio['records']:,} records, {ratio['repeats']} "
+                     f"runs each, alternating; math-verify on every row): graded/plain generation tokens/s "
+                     f"**{ratio['ratio']:.2f}** (medians; plain {ratio['tokens_per_s']['batchgen']}, graded "
+                     f"{ratio['tokens_per_s']['batchgen-graded']})")
+    return lines
 
 
 def _worker_peak(memory: dict, title: str) -> int | str:
@@ -99,9 +106,11 @@ def markdown(results: dict) -> str:
                        for p, s in budget["sets"].items()) + ".",
         *_sweep(results.get("sweep")),
         "**3. Streaming memory** (stand-in engine: no model; batchgen's readers, replicas' actor pool and writers are real)",
-        _table(["input records", "driver peak MiB", "progress actor peak MiB", "replica actor peak MiB",
-                "largest Ray worker peak MiB", "first shard written s", "input read to the end s", "wall s"],
-               [[m["records"], m["driver_peak_mib"], _worker_peak(m, "ray::Progress"), _worker_peak(m, "ray::MapWorker"),
+        _table(["input records", "driver peak MiB", "driver private peak MiB", "progress actor peak MiB",
+                "replica actor peak MiB", "largest Ray worker peak MiB", "first shard written s",
+                "input read to the end s", "wall s"],
+               [[m["records"], m["driver_peak_mib"], m.get("driver_private_peak_mib", "-"),
+                 _worker_peak(m, "ray::Progress"), _worker_peak(m, "ray::MapWorker"),
                  m["worker_peak_mib"], m["first_shard_s"], m["input_read_to_end_s"], m["wall_time_s"]] for m in memory]),
         "**4. Replicas and engine occupancy** (GPU-like STAND-IN engine: continuous batching, a fixed time per "
         "decode step for up to 256 sequences, long-tailed lengths; no model)",
@@ -119,7 +128,7 @@ def markdown(results: dict) -> str:
                [[name, pipeline[name]["cpu_ms_per_record"], pipeline[name]["cpu_ms_per_record_all_in"],
                  pipeline[name]["records_per_s"], pipeline["rendering"][key]]
                 for name, key in (("plain", "decode_ms_per_record"), ("templated", "templated_decode_ms_per_record"))]),
-        *_grading(pipeline.get("grading")),
+        *_grading(pipeline.get("grading"), results.get("grading")),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -105,6 +105,18 @@ def peers(name: str, records: int, repeats: int, logs: Path) -> dict:
     }
 
 
+def grading_cost(records: int, repeats: int, logs: Path) -> dict:
+    """batchgen on the `peer` workload without and with grading (math-verify on every row, in the write
+    tasks), alternating: the graded job's generation tokens/s over the plain one's (the issue's bar: 0.98)."""
+    runs = {system: [] for system in ("batchgen", "batchgen-graded")}
+    for _ in range(repeats):
+        for system in runs:
+            runs[system].append(measure("peers", system, "--records", records, "--workload", "peer", logs=logs))
+    median = {s: statistics.median_low(r["tokens_per_s"] for r in v) for s, v in runs.items()}
+    return {"records": records, "repeats": repeats, "tokens_per_s": {s: [r["tokens_per_s"] for r in v] for s, v in runs.items()},
+            "ratio": round(median["batchgen-graded"] / median["batchgen"], 3)}
+
+
 def ray_beside(records: int, repeats: int, logs: Path) -> dict:
     """Plain vLLM alone and with an idle local Ray beside it, alternating, on the `tail` workload: what
     Ray's own processes take from an engine whose cores they share (vLLM's CPU build keeps one core for
@@ -198,6 +210,7 @@ def main() -> None:
         "command": "make bench" + {"full": " BENCH_ARGS=--full", "smoke": " BENCH_ARGS=--smoke", "default": ""}[mode],
         "peers": [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
         "ray_beside": ray_beside(*sizes["peers"], logs=logs),
+        "grading": grading_cost(*sizes["peers"], logs=logs),
         "budget": budget(*sizes["budget"], logs=logs),
         "sweep": sweep(*sizes["sweep"], logs=logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],

@@ -79,7 +79,7 @@ class PeakMemory:
     ...; a worker's title changes with what it runs)."""
 
     def __init__(self, every: float = 0.2):
-        self.driver = self.worker = 0
+        self.driver = self.worker = self.driver_private = 0
         self.by_title: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, args=(every,), daemon=True)
@@ -87,7 +87,9 @@ class PeakMemory:
     def _sample(self, every: float) -> None:
         me = psutil.Process()
         while not self._stop.wait(every):
-            self.driver = max(self.driver, me.memory_info().rss)
+            info = me.memory_info()
+            # RSS counts the object store's pages the driver has mapped (shared); private is the rest.
+            self.driver, self.driver_private = max(self.driver, info.rss), max(self.driver_private, info.rss - info.shared)
             for proc in me.children(recursive=True):  # this job's local Ray, not another on the machine
                 try:
                     cmdline, rss = proc.cmdline(), proc.memory_info().rss
@@ -115,7 +117,8 @@ def first_data_file(folder: Path, started: float, found: dict, stop: threading.E
 
 
 def _peaks(peak: PeakMemory) -> dict:
-    return {"driver_peak_mib": round(peak.driver / 2**20), "worker_peak_mib": round(peak.worker / 2**20),
+    return {"driver_peak_mib": round(peak.driver / 2**20), "driver_private_peak_mib": round(peak.driver_private / 2**20),
+            "worker_peak_mib": round(peak.worker / 2**20),
             "peak_mib_by_worker": {title: round(rss / 2**20) for title, rss in sorted(peak.by_title.items())}}
 
 
