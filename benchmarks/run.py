@@ -105,29 +105,29 @@ def peers(name: str, records: int, repeats: int, logs: Path) -> dict:
     }
 
 
-def grading_cost(records: int, repeats: int, logs: Path) -> dict:
-    """batchgen on the `peer` workload without and with grading (math-verify on every row, in the write
-    tasks), alternating: the graded job's generation tokens/s over the plain one's (the issue's bar: 0.98)."""
-    runs = {system: [] for system in ("batchgen", "batchgen-graded")}
+def paired(base: str, other: str, workload: str, records: int, repeats: int, logs: Path) -> dict:
+    """Two systems of `benchmarks.peers` on one workload, alternating `repeats` times: every run's tokens/s
+    and the ratio of the medians, `other` over `base`."""
+    runs = {system: [] for system in (base, other)}
     for _ in range(repeats):
         for system in runs:
-            runs[system].append(measure("peers", system, "--records", records, "--workload", "peer", logs=logs))
+            runs[system].append(measure("peers", system, "--records", records, "--workload", workload, logs=logs))
     median = {s: statistics.median_low(r["tokens_per_s"] for r in v) for s, v in runs.items()}
     return {"records": records, "repeats": repeats, "tokens_per_s": {s: [r["tokens_per_s"] for r in v] for s, v in runs.items()},
-            "ratio": round(median["batchgen-graded"] / median["batchgen"], 3)}
+            "ratio": round(median[other] / median[base], 3)}
+
+
+def grading_cost(records: int, repeats: int, logs: Path) -> dict:
+    """batchgen on the `peer` workload without and with grading (math-verify on every row, in the write
+    tasks): the graded job's generation tokens/s over the plain one's (the issue's bar: 0.98)."""
+    return paired("batchgen", "batchgen-graded", "peer", records, repeats, logs)
 
 
 def ray_beside(records: int, repeats: int, logs: Path) -> dict:
     """Plain vLLM alone and with an idle local Ray beside it, alternating, on the `tail` workload: what
     Ray's own processes take from an engine whose cores they share (vLLM's CPU build keeps one core for
     its scheduler loop, the core Ray's processes run on too)."""
-    runs = {system: [] for system in ("vllm", "vllm-beside-ray")}
-    for _ in range(repeats):
-        for system in runs:
-            runs[system].append(measure("peers", system, "--records", records, "--workload", "tail", logs=logs))
-    median = {s: statistics.median_low(r["tokens_per_s"] for r in v) for s, v in runs.items()}
-    return {"records": records, "repeats": repeats, "tokens_per_s": {s: [r["tokens_per_s"] for r in v] for s, v in runs.items()},
-            "ratio": round(median["vllm-beside-ray"] / median["vllm"], 3)}
+    return paired("vllm", "vllm-beside-ray", "tail", records, repeats, logs)
 
 
 def budget(records: int, repeats: int, logs: Path) -> dict:
