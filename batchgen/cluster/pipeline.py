@@ -189,8 +189,8 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
         progress = progress_actor(spec.errors.max_fraction, spec.errors.min_records)
         # Duplicates are judged on the whole input, finished records included, so the scan runs unfiltered.
         scanned = scan(inputs, ray_dataset(in_fs, inputs, scan=True).iter_batches(batch_size=None, batch_format="pyarrow"))
-        if spec.grade:
-            reference_column(spec.grade, scanned.passthrough)  # a missing column refuses the job now, not mid-way
+        # A grade reference the input lacks refuses the job here, before any engine starts.
+        reference = reference_column(spec.grade, scanned.passthrough) if spec.grade else None
         prefix.write_manifest(manifest, scanned.records)
         if report:
             watcher = threading.Thread(target=watch, daemon=True, args=(
@@ -207,7 +207,7 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
                     raise JobFailed(f"{scanned.records - committed} records have no row after a pass that added "
                                     f"none; run the job again to resume them")
                 before = committed
-                _generate_and_write(spec, in_fs, inputs, prefix, scanned, plan, progress, replica_factory)
+                _generate_and_write(spec, in_fs, inputs, prefix, scanned, plan, progress, replica_factory, reference)
                 committed = prefix.committed_records()
         except Exception:
             verdict = ray.get(progress.snapshot.remote()).verdict
@@ -236,8 +236,9 @@ def _see_errors(spec: JobSpec) -> str:
 
 
 def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPrefix, scanned: ScanResult,
-                        plan: PromptPlan | None, progress, replica_factory) -> None:
-    """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix."""
+                        plan: PromptPlan | None, progress, replica_factory, reference: str | None) -> None:
+    """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix;
+    graded against the output column `reference` where the spec grades (`core.grades.reference_column`)."""
     import ray
 
     ray.get(progress.new_pass.remote(scanned.positions.size))
@@ -251,8 +252,7 @@ def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPr
         # grading never takes the engine's CPU, and math-verify's timeouts (signal alarms) need a task's
         # main thread, which the replicas' threaded calls are not.
         generated = generated.map_batches(graded, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
-                                          fn_kwargs={"grade": spec.grade,
-                                                     "reference": reference_column(spec.grade, scanned.passthrough)})
+                                          fn_kwargs={"grade": spec.grade, "reference": reference})
     data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai: Parquet, then the lines
     options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
                    filename_provider=filename_provider(data_format))

@@ -35,7 +35,8 @@ def validate_job(spec: JobSpec, show: int = 2, keep_bad: int = 20) -> Report:
     (`RecordPreparer.build`, the context the `engine` section gives, else the model's own), and reports what
     would fail and why: `show` prompts as the engine would see them, up to `keep_bad` bad records by id.
     Needs the model's tokenizer and config, no engine and no GPU. Raises FileNotFoundError for an input
-    without data files, SpecError (a ValueError) for a grade reference the input lacks, ValueError for an unknown toy model, and what loading the tokenizer raises (OSError)."""
+    without data files, SpecError (a ValueError) for a grade reference the input lacks, ValueError for an
+    unknown toy model, and what loading the tokenizer raises (OSError)."""
     fs, inputs = job_inputs(spec)
     preparer = RecordPreparer.for_model(spec.model, spec.engine, spec.budget, spec.defaults)
     report = Report(inputs.files)

@@ -6,13 +6,15 @@ among the output's columns, or refuses the spec before any engine starts.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 
 from batchgen.core.passthrough import Passthrough
-from batchgen.record.grading import GradeSpec, grade_row
+from batchgen.record.grading import Grade, GradeSpec, grade_row
 from batchgen.spec.job import SpecError
 
-GRADE_COLUMNS = ("extracted_answer", "correct", "ungraded_reason")
+GRADE_COLUMNS = tuple(f.name for f in dataclasses.fields(Grade))  # the row contract's columns of the same names
 
 
 def reference_column(grade: GradeSpec, passthrough: Passthrough) -> str | None:
@@ -34,10 +36,10 @@ def graded(block: pa.Table, grade: GradeSpec, reference: str | None) -> pa.Table
     if not block.num_rows:
         return block
     references = block.column(reference).to_pylist() if reference else [None] * block.num_rows
-    grades = [grade_row(content, error, ref, grade).columns() for content, error, ref in zip(
+    grades = [grade_row(content, error, ref, grade) for content, error, ref in zip(
         block.column("content").to_pylist(), block.column("error").to_pylist(), references)]
     for name in GRADE_COLUMNS:
         index = block.schema.get_field_index(name)
-        values = pa.array([g[name] for g in grades], type=block.schema.field(index).type)
+        values = pa.array([getattr(g, name) for g in grades], type=block.schema.field(index).type)
         block = block.set_column(index, block.schema.field(index), values)
     return block

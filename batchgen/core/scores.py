@@ -65,6 +65,8 @@ class GroupScores:
     records: int = 0
     pass_at: dict[int, float] = field(default_factory=dict)
     majority_at: dict[int, float] = field(default_factory=dict)
+    # unit (a record, or a record at one mode and budget) -> its counted samples: (sample_index, answer, correct)
+    samples: dict[tuple, list] = field(default_factory=lambda: defaultdict(list), repr=False)
 
     @property
     def accuracy(self) -> float | None:
@@ -116,7 +118,6 @@ def scores(rows: Iterable[dict]) -> list[GroupScores]:
     that could not run have no mode (reasoning None): they count in "all" and in a group of their own."""
     overall = GroupScores("all", None)
     groups: dict[tuple, GroupScores] = {}
-    samples: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         key = (row.get("reasoning"), row.get("max_thinking_tokens"))
         group = groups.setdefault(key, GroupScores(*key))
@@ -128,14 +129,14 @@ def scores(rows: Iterable[dict]) -> list[GroupScores]:
             target.rows += 1
             target.correct += correct
             target.reasoning_tokens += row.get("reasoning_tokens") or 0
-            samples[id(target)][unit].append((row.get("sample_index") or 0, row.get("extracted_answer"), correct))
+            target.samples[unit].append((row.get("sample_index") or 0, row.get("extracted_answer"), correct))
     ordered_groups = [overall] + [groups[key] for key in sorted(groups, key=lambda t: (t[0] or "", -1 if t[1] is None else t[1]))]
     for group in ordered_groups:
-        by_unit = samples.get(id(group))
-        if not by_unit:
+        if not group.samples:
             continue
-        group.records = len(by_unit)
-        ordered = [[(answer, correct) for _, answer, correct in sorted(s, key=lambda t: t[0])] for s in by_unit.values()]
+        group.records = len(group.samples)
+        ordered = [[(answer, correct) for _, answer, correct in sorted(s, key=lambda t: t[0])]
+                   for s in group.samples.values()]
         for k in range(1, max(len(s) for s in ordered) + 1):
             eligible = [s for s in ordered if len(s) >= k]
             group.pass_at[k] = sum(pass_at_k(len(s), sum(c for _, c in s), k) for s in eligible) / len(eligible)

@@ -24,10 +24,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-EXTRACTORS = ("boxed", "last_number", "regex", "json_field", "choice", "content")
-COMPARISONS = ("exact", "numeric", "choice", "one_of", "math")
-
-
 class GradeSpec(BaseModel):
     """The job spec's `grade` section: where the reference is, how the answer is extracted, how compared."""
 
@@ -83,10 +79,6 @@ class Grade:
     extracted_answer: str | None
     correct: bool | None
     ungraded_reason: str | None = None
-
-    def columns(self) -> dict[str, Any]:
-        return {"extracted_answer": self.extracted_answer, "correct": self.correct,
-                "ungraded_reason": self.ungraded_reason}
 
 
 NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+(?:[eE][-+]?\d+)?")
