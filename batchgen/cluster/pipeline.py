@@ -41,6 +41,8 @@ from batchgen.core.scan import ScanResult, scan
 from batchgen.core.stats import JobStats
 from batchgen.core.failures import raised_in
 from batchgen.core.storage import InputSet, unreachable
+from batchgen.lake.iceberg import JOB_COLUMN, FilesSchema
+from batchgen.lake.types import to_lake
 from batchgen.engine import placement
 from batchgen.record.openai_batch import dumps, output_lines
 from batchgen.record.templates import PromptPlan
@@ -177,6 +179,8 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
     except PrefixRefused as error:
         raise JobFailed(str(error)) from None
     if state == "done":
+        if spec.output.format == "iceberg":
+            _table_commits(spec, prefix, manifest).finish()  # the table gets what it lacks, usually nothing
         return dataclasses.replace(prefix.read_stats(), already_complete=True)
     prefix.clear_staging()
     skipped = prefix.committed_records() if state == "resume" else 0
@@ -192,6 +196,12 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
         # A grade reference the input lacks refuses the job here, before any engine starts.
         reference = reference_column(spec.grade, scanned.passthrough) if spec.grade else None
         prefix.write_manifest(manifest, scanned.records)
+        commits, lake = None, None
+        if spec.output.format == "iceberg":
+            # Created, evolved or refused here, before any engine starts; then committed into as the job goes.
+            commits = _table_commits(spec, prefix, manifest)
+            lake = commits.table.prepare(schema(scanned.passthrough), spec.output.table.partition_by)
+            commits.start()
         if report:
             watcher = threading.Thread(target=watch, daemon=True, args=(
                 progress, CommittedRecords(prefix).count, spec.scaling, started, scanned.records, skipped, report, stop))
@@ -207,9 +217,14 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
                     raise JobFailed(f"{scanned.records - committed} records have no row after a pass that added "
                                     f"none; run the job again to resume them")
                 before = committed
-                _generate_and_write(spec, in_fs, inputs, prefix, scanned, plan, progress, replica_factory, reference)
+                _generate_and_write(spec, in_fs, inputs, prefix, scanned, plan, progress, replica_factory, reference,
+                                    lake)
                 committed = prefix.committed_records()
+            if commits:
+                commits.finish()
         except Exception:
+            if commits:
+                commits.finish_quietly()  # what the prefix committed reaches the table, whatever ended the job
             verdict = ray.get(progress.snapshot.remote()).verdict
             if not verdict:
                 raise
@@ -221,6 +236,9 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
             if watcher:
                 watcher.join(timeout=30)
     stats = _stats(spec, inputs, prefix, started, skipped, committed, progress)
+    if commits:
+        stats = dataclasses.replace(stats, table={"identifier": spec.output.table.identifier,
+                                                  "commits": commits.commits})
     prefix.write_stats(stats)
     if failed := stats.failed_share(spec.errors.max_fraction):
         raise JobFailed(failed + _see_errors(spec))
@@ -230,15 +248,28 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
     return stats
 
 
+def _table_commits(spec: JobSpec, prefix: OutputPrefix, manifest: Manifest):
+    """The job's commits into its table (`lake.commits`), at the spec's cadence, its snapshots named."""
+    from batchgen.lake.commits import TableCommits
+    from batchgen.lake.iceberg import IcebergTable, snapshot_properties
+
+    table = spec.output.table
+    properties = snapshot_properties(spec.name, manifest.fingerprint, prefix.url(prefix.path))
+    return TableCommits(IcebergTable(table, spec.storage), prefix, properties, table.commit_every_rows,
+                        table.commit_every_s)
+
+
 def _see_errors(spec: JobSpec) -> str:
     return (f". See the error rows by code with `batchgen inspect {spec.output.uri}`; fix the input, or raise "
             "errors.max_fraction, and run again: finished records are kept")
 
 
 def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPrefix, scanned: ScanResult,
-                        plan: PromptPlan | None, progress, replica_factory, reference: str | None) -> None:
+                        plan: PromptPlan | None, progress, replica_factory, reference: str | None,
+                        lake: FilesSchema | None = None) -> None:
     """One pass: the input records the checkpoint has not committed, through the replicas, to the prefix;
-    graded against the output column `reference` where the spec grades (`core.grades.reference_column`)."""
+    graded against the output column `reference` where the spec grades (`core.grades.reference_column`);
+    for a table (`lake`), each block in the table's types with the job's name (`lake.types.to_lake`)."""
     import ray
 
     ray.get(progress.new_pass.remote(scanned.positions.size))
@@ -253,11 +284,14 @@ def _generate_and_write(spec: JobSpec, in_fs, inputs: InputSet, prefix: OutputPr
         # main thread, which the replicas' threaded calls are not.
         generated = generated.map_batches(graded, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
                                           fn_kwargs={"grade": spec.grade, "reference": reference})
-    data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai: Parquet, then the lines
+    if lake:
+        generated = generated.map_batches(to_lake, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+                                          fn_kwargs={"schema": lake.schema, "constants": {JOB_COLUMN: spec.name}})
+    data_format = "jsonl" if spec.output.format == "jsonl" else "parquet"  # openai, iceberg: Parquet
     options = dict(filesystem=prefix.arrow_fs(), min_rows_per_file=spec.output.min_rows_per_file,
                    filename_provider=filename_provider(data_format))
     if data_format == "parquet":
-        generated.write_parquet(prefix.path, schema=schema(scanned.passthrough), **options)
+        generated.write_parquet(prefix.path, schema=lake.schema if lake else schema(scanned.passthrough), **options)
     else:
         generated.write_datasink(json_lines_datasink(prefix.path, scanned.passthrough.json_text, **options))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -41,6 +42,9 @@ SHAPING = ("model", "engine", "defaults", "budget", "seed")  # what makes two jo
 # Ray Data's name for a checkpoint written before its data file and not yet committed
 # (ray/data/checkpoint/checkpoint_writer.py: PENDING_CHECKPOINT_SUFFIX); a test checks it against Ray's.
 PENDING_SUFFIX = ".pending.parquet"
+# A write task's checkpoint is named after its data files' common stem (`part-<write>-<task>`; Ray Data's
+# Parquet writer adds `-<n>` per file): plan_write_op.py's `_generate_base_filename` in Ray 2.60.
+_COMMIT_STEM = re.compile(r"^(part-[0-9a-f]+-\d+)(?:-\d+)?\.[a-z]+$")
 
 
 class PrefixRefused(RuntimeError):
@@ -117,6 +121,22 @@ class OutputPrefix:
     def data_files(self) -> list[str]:
         """The prefix's data files (`data_files`)."""
         return data_files(self.fs, self.path)
+
+    def committed_data_files(self) -> list[str]:
+        """The data files whose write Ray Data's checkpoint has committed: whole, and never deleted by a
+        resume (a file without its commit may be half-written, and the next run deletes it)."""
+        committed = {PurePosixPath(f).name.removesuffix(".parquet") for f in self.checkpoint_files()}
+        return [f for f in self.data_files()
+                if (stem := _COMMIT_STEM.match(PurePosixPath(f).name)) and stem.group(1) in committed]
+
+    def url(self, path: str) -> str:
+        """A path under the prefix as a full URL (`file:///...`, `s3://...`), as other readers name it."""
+        return self.fs.unstrip_protocol(path)
+
+    def rows_in(self, path: str) -> int:
+        """A Parquet data file's row count, from its footer."""
+        with self.fs.open(path, "rb") as handle, parquet_file(handle) as parquet:
+            return parquet.metadata.num_rows
 
     def committed_records(self) -> int:
         """Records Ray Data's checkpoint has committed (their data files are whole and counted)

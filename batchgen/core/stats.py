@@ -96,6 +96,8 @@ class JobStats:
     generation_tokens_per_s: float  # tokens generated in this run over generation_time_s
     already_complete: bool = False  # true only in what `run` returns for a job that had nothing to do
     rows: int = 0  # rows written: records, or more where records asked for n samples
+    # output.format iceberg: the table, and this run's commits into it (snapshot id, files, rows, seconds)
+    table: dict | None = None
 
     @classmethod
     def build(cls, *, job: str, model: str, input_files: int, files: int, counts: RowCounts, records: int,

@@ -24,7 +24,7 @@ from batchgen.record.templates import compile_template, template_names, turn_nam
 
 # Credentials come from the environment of the machines that run the job, never from the spec: a spec is
 # stored with job submissions and visible to anyone who can list them.
-SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|private|^key$|access_key|session)", re.I)
+SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|private|^key$|access[-_.]?key|session)", re.I)
 
 
 class SpecError(ValueError):
@@ -67,16 +67,78 @@ class InputSpec(Section):
                                  "job's error rows; by default only its answers")
 
 
-class OutputSpec(Section):
-    """The `output` section: the prefix the rows, the checkpoint and the markers are written under."""
+def _no_secrets(options: dict[str, Any], where: str) -> dict[str, Any]:
+    secrets = sorted(k for k in options if SECRET_KEY.search(k))
+    if secrets:
+        raise ValueError(f"credentials do not belong in the spec ({', '.join(secrets)}): set them in the environment"
+                         + (f" (PyIceberg reads PYICEBERG_CATALOG__<NAME>__<KEY> and AWS_* variables)" if where == "catalog" else ""))
+    return options
 
-    uri: str = Field(description="directory prefix the results are written under")
-    format: Literal["parquet", "jsonl", "openai"] = Field(
+
+class TableSpec(Section):
+    """A lake table and the catalog that holds it, as PyIceberg configures one (`batchgen.lake.iceberg`)."""
+
+    identifier: str = Field(description="namespace.table, e.g. evals.answers (a dotted namespace is nested)",
+                            pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$")
+    catalog_name: str = Field("default", description="the catalog's name in PyIceberg's own configuration "
+                              "(.pyiceberg.yaml, PYICEBERG_CATALOG__<NAME>__* variables), which catalog: extends")
+    catalog: dict[str, str] = Field(default_factory=dict, description="PyIceberg catalog properties: type (sql, "
+                                    "rest, glue, ...), uri, warehouse, s3.endpoint, ...; credentials only from the "
+                                    "environment. The embedded default: {type: sql, uri: sqlite:///catalog.db, "
+                                    "warehouse: <local path or fsspec URL>}")
+
+    @field_validator("catalog")
+    @classmethod
+    def _no_credentials(cls, options: dict[str, str]) -> dict[str, str]:
+        return _no_secrets(options, "catalog")
+
+
+class OutputTableSpec(TableSpec):
+    """`output.table`: the Iceberg table a job's rows are committed into as it runs."""
+
+    commit_every_rows: int = Field(100_000, ge=1, description="commit into the table once this many committed "
+                                   "rows are not in it yet")
+    commit_every_s: float = Field(300, gt=0, description="or once the oldest row not in the table has waited this "
+                                  "long (seconds); the last commit is made when the job ends")
+    partition_by: list[str] = Field(default_factory=list, description="identity partitions of a table this job "
+                                    "creates: columns with one value per job (job, model); an existing table "
+                                    "keeps its own partitioning")
+
+    @field_validator("partition_by")
+    @classmethod
+    def _constant_columns(cls, columns: list[str]) -> list[str]:
+        other = sorted(set(columns) - set(PARTITION_COLUMNS))
+        if other:
+            raise ValueError(f"{', '.join(other)}: a table is partitioned here only by {' or '.join(PARTITION_COLUMNS)}, "
+                             "the columns with one value per job (a data file is added to the table as written, "
+                             "so its rows must share their partition)")
+        return columns
+
+
+# The columns constant within every data file a job writes, so identity partitions are known per file.
+PARTITION_COLUMNS = ("job", "model")
+
+
+class OutputSpec(Section):
+    """The `output` section: the prefix the rows, the checkpoint and the markers are written under, and the
+    lake table they are committed into (format iceberg)."""
+
+    uri: str = Field(description="directory prefix the results are written under (with format iceberg, the "
+                     "table's data files: put it under the warehouse)")
+    format: Literal["parquet", "jsonl", "openai", "iceberg"] = Field(
         "parquet", description="data file format; openai: Parquet data files, and once every record has a row "
-        "_batch_output.jsonl, OpenAI Batch API output lines")
+        "_batch_output.jsonl, OpenAI Batch API output lines; iceberg: Parquet data files committed into "
+        "output.table as the job runs, each exactly once")
+    table: OutputTableSpec | None = Field(None, description="the Iceberg table (format iceberg)")
     min_rows_per_file: int = Field(
         1000, ge=1, description="rows gathered per data file: larger files suit data lakes, smaller ones lose less on a crash"
     )
+
+    @model_validator(mode="after")
+    def _table_with_iceberg(self) -> OutputSpec:
+        if (self.format == "iceberg") != (self.table is not None):
+            raise ValueError("output: format iceberg needs output.table, and output.table needs format iceberg")
+        return self
 
 
 class TurnSpec(Section):
@@ -215,10 +277,7 @@ class JobSpec(Section):
     @field_validator("storage")
     @classmethod
     def _no_credentials(cls, options: dict[str, Any]) -> dict[str, Any]:
-        secrets = sorted(k for k in options if SECRET_KEY.search(k))
-        if secrets:
-            raise ValueError(f"credentials do not belong in the spec ({', '.join(secrets)}): set them in the environment")
-        return options
+        return _no_secrets(options, "storage")
 
 
 def _describe(error: ValidationError) -> str:
