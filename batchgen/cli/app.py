@@ -148,30 +148,73 @@ StorageOptions = Annotated[list[str], typer.Option(
     "--storage", help="an fsspec option for the output's filesystem: key=value (repeatable), e.g. endpoint_url=http://...")]
 
 
-def _storage(options: list[str]) -> dict:
+CatalogOptions = Annotated[list[str], typer.Option(
+    "--catalog", help="with iceberg://namespace.table: a PyIceberg catalog property, key=value (repeatable), e.g. "
+    "type=sql, uri=sqlite:///catalog.db, warehouse=...; PyIceberg's own configuration (.pyiceberg.yaml, "
+    "PYICEBERG_CATALOG__DEFAULT__*) gives the rest")]
+JobName = Annotated[Optional[str], typer.Option("--job", help="with iceberg://...: the job whose rows to take, "
+                                                "where the table holds several jobs' rows")]
+TABLE_SCHEME = "iceberg://"
+
+
+def _output_of(output: str, catalog: list[str], job: str | None, storage: dict) -> str:
+    """The output prefix `output` names: itself, or for iceberg://namespace.table the output of the job that
+    committed into the table (the only one, or the one named `job`)."""
+    if not output.startswith(TABLE_SCHEME):
+        return output
+    from batchgen.lake.iceberg import IcebergTable, committed_by_jobs
+    from batchgen.spec.job import TableSpec
+
+    identifier = output.removeprefix(TABLE_SCHEME)
+    try:
+        spec = TableSpec(identifier=identifier, catalog=_storage(catalog, "--catalog"))
+        jobs = committed_by_jobs(IcebergTable(spec, storage).load())
+    except SpecError as error:
+        raise fail(str(error), 2) from None
+    except Exception as error:  # the catalog's own errors (no such table, cannot connect): one line
+        raise fail(f"{output}: {root_cause(error)}") from None
+    chosen = [j for j in jobs if job is None or j["job"] == job]
+    names = ", ".join(f"{j['job']} ({j['output']})" for j in jobs) or "none"
+    if len(chosen) != 1:
+        raise fail(f"{output}: the table holds rows of the jobs {names}; choose one with --job" if len(chosen) > 1
+                   else f"{output}: no batchgen job{' named ' + job if job else ''} committed into it (jobs: {names})", 2)
+    return chosen[0]["output"]
+
+
+def _storage(options: list[str], flag: str = "--storage") -> dict:
     storage: dict = {}
     for option in options:
+        key, sep, value = option.partition("=")
         try:
-            apply_override(storage, option)
+            if flag == "--catalog":  # catalog keys hold dots (s3.endpoint): not a path of sections
+                if not sep or not key:
+                    raise SpecError(f"expects key=value, got {option!r}")
+                storage[key] = value
+            else:
+                apply_override(storage, option)
         except SpecError as error:
-            raise fail(f"--storage: {error}", 2) from None
+            raise fail(f"{flag}: {error}", 2) from None
     return storage
 
 
 @app.command()
 def inspect(
-    output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
+    output: Annotated[str, typer.Argument(help="an output.uri (a local path or an fsspec URL), or a table a job "
+                                           "committed into: iceberg://namespace.table", show_default=False)],
     storage: StorageOptions = [],
     as_json: Annotated[bool, typer.Option("--json", help="print the survey as JSON")] = False,
     judged_by: JudgedBy = None,
+    catalog: CatalogOptions = [],
+    job: JobName = None,
 ) -> None:
     """What an output holds: its job, done and total records, complete or resumable, errors by code with
     example ids, tokens, reasoning-token percentiles, budget hits, finish reasons; a graded job's accuracy,
     pass@k and majority@k per reasoning mode and budget."""
     from batchgen.views.survey import describe, survey
 
+    options = _storage(storage)
     try:
-        found = survey(output, _storage(storage), judged_by)
+        found = survey(_output_of(output, catalog, job, options), options, judged_by)
     except (FileNotFoundError, OSError) as error:
         raise fail(f"inspect: {error}") from None
     typer.echo(json.dumps(found.to_json(), indent=2) if as_json else describe(found))
@@ -179,18 +222,22 @@ def inspect(
 
 @app.command()
 def report(
-    output: Annotated[str, typer.Argument(help="an output.uri: a local path or an fsspec URL", show_default=False)],
+    output: Annotated[str, typer.Argument(help="an output.uri (a local path or an fsspec URL), or a table a job "
+                                           "committed into: iceberg://namespace.table", show_default=False)],
     to: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")] = Path("report.html"),
     storage: StorageOptions = [],
     judged_by: JudgedBy = None,
+    catalog: CatalogOptions = [],
+    job: JobName = None,
 ) -> None:
     """Write one self-contained HTML page of charts of an output: reasoning and answer lengths, finish
     reasons, how the reasoning ended, errors, throughput; the longest records and example error rows; for a
     graded job, accuracy by thinking budget, pass@k and majority@k, accuracy by reasoning length."""
     from batchgen.views.report import write
 
+    options = _storage(storage)
     try:
-        path = write(output, to, _storage(storage), judged_by)
+        path = write(_output_of(output, catalog, job, options), to, options, judged_by)
     except (FileNotFoundError, OSError) as error:
         raise fail(f"report: {error}") from None
     typer.echo(f"batchgen: report of {output} in {path}")

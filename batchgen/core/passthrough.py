@@ -26,6 +26,9 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 JSON_TEXT = b"json"  # field metadata marking a column written as JSON text
+# ... and one null in every record read (no type seen): written as strings, left out of a lake table
+# that has no such column (`batchgen.lake.types.lake_schema`)
+UNTYPED = b"untyped"
 _KIND = b"batchgen"
 
 
@@ -44,6 +47,11 @@ def _json_text(name: str) -> pa.Field:
 
 def is_json_text(field: pa.Field) -> bool:
     return (field.metadata or {}).get(_KIND) == JSON_TEXT
+
+
+def is_untyped(field: pa.Field) -> bool:
+    """Whether the column was null in every record read (`UNTYPED`)."""
+    return (field.metadata or {}).get(_KIND) == UNTYPED
 
 
 def _writable(data_type: pa.DataType) -> bool:
@@ -156,7 +164,7 @@ class Passthrough:
             taken.add(out)
             sources[out] = field.name
             if pa.types.is_null(field.type):
-                fields.append(pa.field(out, pa.string()))
+                fields.append(pa.field(out, pa.string(), metadata={_KIND: UNTYPED}))
             elif is_json_text(field) or not _writable(field.type):
                 fields.append(_json_text(out))
             else:

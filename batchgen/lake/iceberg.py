@@ -21,7 +21,8 @@ import pyarrow as pa
 from batchgen.lake.types import LakeRefused, lake_schema, lake_type
 from batchgen.spec.job import TableSpec
 
-__all__ = ["JOB_COLUMN", "PROPERTY", "FilesSchema", "IcebergTable", "catalog_properties", "snapshot_properties"]
+__all__ = ["JOB_COLUMN", "PROPERTY", "FilesSchema", "IcebergTable", "catalog_properties", "committed_by_jobs",
+           "snapshot_properties"]
 
 JOB_COLUMN = "job"  # each row of a table names the job that wrote it: two jobs can share a table
 # The snapshot summary's keys batchgen writes (Iceberg summaries are string to string).
@@ -191,3 +192,22 @@ class IcebergTable:
                     return None
             time.sleep(min(30.0, 0.2 * 2 ** attempt))
         raise CommitFailedException(f"table {self.identifier}: {_COMMIT_TRIES} commits in a row lost to other writers")
+
+
+def committed_by_jobs(table) -> list[dict]:
+    """Per job output that committed into `table` (a PyIceberg `Table`), newest first: its `job`, `output`
+    (the prefix's URL), `rows` and `snapshots` added in the current snapshot's history, and the `last`
+    commit's snapshot id and time (ms since the epoch)."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    jobs: dict[str, dict] = {}
+    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+        summary = snapshot.summary
+        output = summary.get(PROPERTY["output"]) if summary else None
+        if output is None:
+            continue  # another writer's snapshot
+        entry = jobs.setdefault(output, {"job": summary.get(PROPERTY["job"]), "output": output, "rows": 0, "snapshots": 0,
+                                         "last_snapshot_id": snapshot.snapshot_id, "last_at_ms": snapshot.timestamp_ms})
+        entry["rows"] += int(summary.get("added-records", 0))
+        entry["snapshots"] += 1
+    return list(jobs.values())

@@ -7,6 +7,7 @@ decimal(20, 0), which holds every value); int8/16 to int32, float16 to float32; 
 (nanoseconds truncated), zoned ones in UTC (Iceberg's timestamptz has no other zone); time in microseconds;
 date64 to date32; large and view strings and binaries to their plain forms; dictionaries to their values;
 lists, maps and structs by the same rules. A column of the null type (null in every record of the input)
+(the passthrough's string column marked untyped, or the null type itself)
 has no type to give: it is left out of a table that lacks it (Iceberg reads it as null there) and written
 as the table's type where the table has it. Types with no Iceberg counterpart (durations, intervals, unions,
 decimals past 38 digits) refuse the job, naming the column.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batchgen.core.passthrough import is_untyped
 from batchgen.spec.job import SpecError
 
 __all__ = ["LakeRefused", "lake_schema", "lake_type", "to_lake"]
@@ -71,10 +73,11 @@ def _nested(t: pa.DataType, column: str) -> pa.DataType:
 
 
 def lake_schema(schema: pa.Schema) -> tuple[pa.Schema, list[str]]:
-    """(`schema` by the module's rules, the columns left out for having the null type). Raises LakeRefused."""
+    """(`schema` by the module's rules, the columns left out for having the null type, or for being null in
+    every record the input scan read: `passthrough.is_untyped`). Raises LakeRefused."""
     kept, untyped = [], []
     for field in schema:
-        kind = lake_type(field.type, field.name)
+        kind = None if is_untyped(field) else lake_type(field.type, field.name)
         if kind is None:
             untyped.append(field.name)
         else:

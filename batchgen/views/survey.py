@@ -1,5 +1,6 @@
 """What an output prefix holds, read from the prefix alone (no spec, no Ray): the job that wrote it, how far
-it got, and what came out. `batchgen inspect` prints it; `batchgen report` draws it.
+it got, and what came out; for a job into a lake table, what the table holds of it, read from the table.
+`batchgen inspect` prints it; `batchgen report` draws it.
 
 Everything is counted from the data files as they are, so a half-finished (killed) job is surveyed as
 well as a finished one; the total comes from the manifest, where the job wrote its input's record count
@@ -9,6 +10,7 @@ after its scan.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -18,7 +20,10 @@ import pyarrow.compute as pc
 
 from batchgen.core.prefix import STATS_FILE, SUCCESS_FILE, OutputPrefix
 from batchgen.core.scores import JUDGE_KEY, judged, scores
+from batchgen.core.failures import root_cause
 from batchgen.core.stats import RowCounts
+from batchgen.lake.iceberg import IcebergTable, committed_by_jobs
+from batchgen.spec.job import TableSpec
 from batchgen.record.sweep import sweep_order
 
 # The row columns a survey reads (never the texts: a survey of a million rows reads a few MB).
@@ -67,6 +72,9 @@ class Survey:
     # [] when the job does not grade.
     scores: list[dict] = field(default_factory=list)
     judged_by: str | None = None  # the judge job's output whose verdicts graded the rows
+    # output.format iceberg: the table, and what this output committed into it (`lake.iceberg.committed_by_jobs`:
+    # rows, snapshots, the last one's id and time), or why the catalog could not say (`error`)
+    table: dict | None = None
 
     @property
     def resumable(self) -> bool:
@@ -110,9 +118,25 @@ def survey_rows(uri: str, storage: dict | None = None, judged_by: str | None = N
         total=manifest.get("records", done if state == "complete" else None),
         files=len(files), stats=stats, **_tally(table),
         scores=[g.as_dict() for g in scores(rows)] if spec.get("grade") or judged_by else [],
-        judged_by=judged_by,
+        judged_by=judged_by, table=_table_of(spec, prefix, storage),
     )
     return found, rows
+
+
+def _table_of(spec: dict, prefix: OutputPrefix, storage: dict | None) -> dict | None:
+    """What the output committed into its table (format iceberg), read from the table itself; None for
+    other formats."""
+    table = spec["output"].get("table")
+    if spec["output"]["format"] != "iceberg" or not table:
+        return None
+    found = {"identifier": table["identifier"]}
+    try:
+        lake = IcebergTable(TableSpec.model_validate({k: table[k] for k in ("identifier", "catalog", "catalog_name")}),
+                            storage or spec.get("storage"))
+        mine = [j for j in committed_by_jobs(lake.load()) if j["output"].rstrip("/") == prefix.url(prefix.path)]
+    except Exception as error:  # a catalog out of reach: the prefix's survey stands on its own
+        return found | {"error": root_cause(error)}
+    return found | (mine[0] if mine else {"rows": 0, "snapshots": 0})
 
 
 def _verdicts(uri: str, storage: dict | None, judged: str) -> list[dict]:
@@ -228,6 +252,14 @@ def describe(found: Survey) -> str:
         lines.append(f"  {'graded' if group['reasoning'] == 'all' else '':<10} " + _scores_line(group))
     if found.judged_by and found.scores:
         lines.append(f"  {'':<10} (verdicts of the judge job in {found.judged_by})")
+    if found.table:
+        table = found.table
+        lines.append(f"  table      {table['identifier']}: " + (
+            f"not read ({table['error']})" if "error" in table else
+            f"{table['rows']:,} rows of this output in {table['snapshots']} commits"
+            + (f", the last snapshot {table['last_snapshot_id']} at "
+               f"{datetime.datetime.fromtimestamp(table['last_at_ms'] / 1000, datetime.UTC):%Y-%m-%d %H:%M:%S} UTC"
+               if table["snapshots"] else "")))
     if found.stats:
         stats = found.stats
         lines.append(f"  last run   {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "

@@ -52,3 +52,14 @@ def test_a_block_is_cast_to_the_files_schema_without_losing_a_value():
     assert rows[0] == {"big": Decimal(2**64 - 1), "at": datetime.datetime(1970, 1, 1, 0, 0, 1, 500000, tzinfo=datetime.UTC),
                        "lang": "en", "job": "eval-1", "older": None}  # nanoseconds truncated to microseconds
     assert rows[1]["big"] is None and rows[1]["job"] == "eval-1"
+
+
+def test_a_passthrough_column_null_in_every_record_is_left_out_like_the_null_type():
+    from batchgen.core.passthrough import Passthrough, PassthroughTypes
+
+    types = PassthroughTypes()
+    types.add(pa.schema([("empty", pa.null()), ("n", pa.int64())]))
+    passthrough = Passthrough.build(types, ["id"])
+    schema, untyped = lake_schema(passthrough.schema)
+    assert passthrough.schema.field("empty").type == pa.string()  # the prefix's files keep it, as strings
+    assert schema.names == ["n"] and untyped == ["empty"]
