@@ -4,6 +4,7 @@
     python -m benchmarks.peers ray-data  --records 2000   # Ray's batch-LLM module, ray.data.llm
     python -m benchmarks.peers batchgen  --records 2000   # a batchgen job
     python -m benchmarks.peers vllm-beside-ray ...         # plain vLLM with an idle local Ray running beside it
+    python -m benchmarks.peers batchgen-iceberg ...        # a batchgen job into an Iceberg table (SQLite catalog)
     ... --workload tail|traces                             # long-tailed output lengths (benchmarks/workload.py)
 
 Each prints one JSON line: output tokens, wall time including start-up, and the generation phase (from the
@@ -95,9 +96,15 @@ def ray_data_llm(model: str, records: list[dict], tmp: Path) -> dict:
     return measured("ray.data.llm", started, ready, done, sum(table.column(0).to_pylist()), table.num_rows)
 
 
-def batchgen_job(model: str, records: list[dict], tmp: Path, graded: bool = False) -> dict:
+# A job into a table commits every 10 s here, 30 times the default cadence (300 s): what commits cost, bounded.
+TABLE_COMMIT_EVERY_S = 10
+
+
+def batchgen_job(model: str, records: list[dict], tmp: Path, graded: bool = False, table: bool = False) -> dict:
     """A batchgen job over the records; `graded`: with a grade section (every record's reference `\\frac{1}{2}`,
-    compared by math-verify, the costliest comparison), to measure what grading takes from generation."""
+    compared by math-verify, the costliest comparison), to measure what grading takes from generation;
+    `table`: into an Iceberg table (PyIceberg's SQL catalog on SQLite, the warehouse on local disk), its
+    rows committed every TABLE_COMMIT_EVERY_S seconds."""
     from batchgen.cluster.pipeline import run
     from batchgen.spec.job import JobSpec
 
@@ -105,7 +112,9 @@ def batchgen_job(model: str, records: list[dict], tmp: Path, graded: bool = Fals
     grade = {"grade": {"reference": "answer", "extract": "last_number", "compare": "math"}} if graded else {}
     spec = JobSpec.model_validate({**grade,
         "name": "bench-peers", "model": {"path": model}, "engine": ENGINE,
-        "input": {"uri": str(tmp / "records.jsonl")}, "output": {"uri": str(tmp / "out")},
+        "input": {"uri": str(tmp / "records.jsonl")}, "output": {"uri": str(tmp / "out")} | ({"format": "iceberg", "table": {
+            "identifier": "bench.answers", "commit_every_s": TABLE_COMMIT_EVERY_S,
+            "catalog": {"type": "sql", "uri": f"sqlite:///{tmp}/catalog.db", "warehouse": str(tmp)}}} if table else {}),
         # The same number of records in flight as ray.data.llm's batches hold.
         "scaling": {"replicas": 1, "gpus_per_replica": 0, "batch_size": BATCH_SIZE,
                     "records_in_flight": BATCH_SIZE * BATCHES_IN_FLIGHT},
@@ -117,13 +126,17 @@ def batchgen_job(model: str, records: list[dict], tmp: Path, graded: bool = Fals
     stats = run(spec)
     done = time.time()
     ready = done - stats.generation_time_s
-    return measured("batchgen-graded" if graded else "batchgen", started, ready, done, stats.completion_tokens,
-                    stats.records)
+    system = "batchgen-graded" if graded else "batchgen-iceberg" if table else "batchgen"
+    result = measured(system, started, ready, done, stats.completion_tokens, stats.records)
+    if table:
+        result["table_commits"] = stats.table["commits"]
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("system", choices=["vllm", "ray-data", "batchgen", "batchgen-graded", "vllm-beside-ray"])
+    parser.add_argument("system", choices=["vllm", "ray-data", "batchgen", "batchgen-graded", "batchgen-iceberg",
+                                           "vllm-beside-ray"])
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--workload", choices=WORKLOADS, default="peer")
     args = parser.parse_args()
@@ -134,7 +147,8 @@ def main() -> None:
         elif args.system == "ray-data":
             result = ray_data_llm(model, records, Path(tmp))
         else:
-            result = batchgen_job(model, records, Path(tmp), graded=args.system == "batchgen-graded")
+            result = batchgen_job(model, records, Path(tmp), graded=args.system == "batchgen-graded",
+                                  table=args.system == "batchgen-iceberg")
     print(json.dumps(result), flush=True)
 
 

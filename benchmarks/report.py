@@ -74,6 +74,19 @@ def _grading(grading: dict | None, ratio: dict | None = None) -> list[str]:
     return lines
 
 
+def _into_table(table: dict | None) -> list[str]:
+    """Into an Iceberg table against into a Parquet prefix (none in results from before tables existed)."""
+    if not table:
+        return []
+    commits = [c for r in table["runs"]["batchgen-iceberg"] for c in r.get("table_commits", [])]
+    seconds = sorted(c["seconds"] for c in commits) or [0]
+    return [f"**Into an Iceberg table** (`peer` workload, {table['records']:,} records, {table['repeats']} runs each, "
+            f"alternating; PyIceberg's SQL catalog on SQLite, a commit every 10 s, 30x the default cadence): wall time "
+            f"table/prefix **{table['wall_ratio']:.3f}** (medians; prefix {table['wall_time_s']['batchgen']} s, table "
+            f"{table['wall_time_s']['batchgen-iceberg']} s); {len(commits)} commits took "
+            f"{seconds[len(seconds) // 2]:.2f} s each (median; at most {seconds[-1]:.2f} s), off the job's path"]
+
+
 def _worker_peak(memory: dict, title: str) -> int | str:
     """The peak RSS in MiB of the Ray workers whose process title starts with `title` (an actor's title
     gains the method it runs: `ray::Progress.taken`), or "-" where none ran."""
@@ -129,6 +142,7 @@ def markdown(results: dict) -> str:
                  pipeline[name]["records_per_s"], pipeline["rendering"][key]]
                 for name, key in (("plain", "decode_ms_per_record"), ("templated", "templated_decode_ms_per_record"))]),
         *_grading(pipeline.get("grading"), results.get("grading")),
+        *_into_table(results.get("table")),
     ]
     return "\n\n".join(parts) + "\n"
 

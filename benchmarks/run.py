@@ -107,20 +107,30 @@ def peers(name: str, records: int, repeats: int, logs: Path) -> dict:
 
 def paired(base: str, other: str, workload: str, records: int, repeats: int, logs: Path) -> dict:
     """Two systems of `benchmarks.peers` on one workload, alternating `repeats` times: every run's tokens/s
-    and the ratio of the medians, `other` over `base`."""
+    and wall time (s, start-up included), the ratio of the tokens/s medians, `other` over `base`, and of
+    the wall-time medians, and each run's other figures (`runs`)."""
     runs = {system: [] for system in (base, other)}
     for _ in range(repeats):
         for system in runs:
             runs[system].append(measure("peers", system, "--records", records, "--workload", workload, logs=logs))
     median = {s: statistics.median_low(r["tokens_per_s"] for r in v) for s, v in runs.items()}
+    wall = {s: statistics.median_low(r["wall_time_s"] for r in v) for s, v in runs.items()}
     return {"records": records, "repeats": repeats, "tokens_per_s": {s: [r["tokens_per_s"] for r in v] for s, v in runs.items()},
-            "ratio": round(median[other] / median[base], 3)}
+            "wall_time_s": {s: [r["wall_time_s"] for r in v] for s, v in runs.items()},
+            "ratio": round(median[other] / median[base], 3), "wall_ratio": round(wall[other] / wall[base], 3),
+            "runs": runs}
 
 
 def grading_cost(records: int, repeats: int, logs: Path) -> dict:
     """batchgen on the `peer` workload without and with grading (math-verify on every row, in the write
     tasks): the graded job's generation tokens/s over the plain one's (the issue's bar: 0.98)."""
     return paired("batchgen", "batchgen-graded", "peer", records, repeats, logs)
+
+
+def table_cost(records: int, repeats: int, logs: Path) -> dict:
+    """batchgen on the `peer` workload into a Parquet prefix and into an Iceberg table (commits every 10 s),
+    alternating: the table job's wall time over the prefix job's (the issue's bar: at most 1.03)."""
+    return paired("batchgen", "batchgen-iceberg", "peer", records, repeats, logs)
 
 
 def ray_beside(records: int, repeats: int, logs: Path) -> dict:
@@ -211,6 +221,7 @@ def main() -> None:
         "peers": [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
         "ray_beside": ray_beside(*sizes["peers"], logs=logs),
         "grading": grading_cost(*sizes["peers"], logs=logs),
+        "table": table_cost(*sizes["peers"], logs=logs),
         "budget": budget(*sizes["budget"], logs=logs),
         "sweep": sweep(*sizes["sweep"], logs=logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from batchgen.cluster.ray_io import filename_provider, json_lines_datasink, ray_dataset
 from batchgen.cluster.stage import EngineRefused, GenerateStage, ReplicaLike, progress_actor, watch
 from batchgen.core.blocks import Decoder, schema
-from batchgen.core.columns import job_inputs
+from batchgen.lake.reading import job_inputs
 from batchgen.core.grades import graded, reference_column
 from batchgen.core.prefix import BATCH_OUTPUT, CommittedRecords, Manifest, OutputPrefix, PrefixRefused
 from batchgen.core.prompts import prompt_plan
@@ -46,7 +46,7 @@ from batchgen.lake.types import to_lake
 from batchgen.engine import placement
 from batchgen.record.openai_batch import dumps, output_lines
 from batchgen.record.templates import PromptPlan
-from batchgen.spec.job import JobSpec
+from batchgen.spec.job import TABLE_SCHEME, JobSpec
 from batchgen.spec.placement import cluster_need
 from batchgen.views.progress import Snapshot
 
@@ -157,6 +157,8 @@ def _why_it_ended(error: Exception, spec: JobSpec) -> JobFailed | None:
     if refused := raised_in(error, EngineRefused):
         return JobFailed(f"{refused}. Fix the engine's settings (engine:, scaling:) or the node; {kept}")
     for side, uri in (("output", spec.output.uri), ("input", spec.input.uri)):
+        if uri.startswith(TABLE_SCHEME):
+            continue  # a table's catalog: its own errors say what happened
         if problem := unreachable(uri, spec.storage):
             return JobFailed(f"the {side} store stopped answering ({uri}: {problem}): {kept} once it answers")
     return None
@@ -170,9 +172,10 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
     from batchgen.engine.models import TOY_MODEL, resolve_path
 
     started = time.time()
-    in_fs, inputs = job_inputs(spec)
-    plan = prompt_plan(spec)
     prefix = OutputPrefix(spec.output.uri, spec.storage)
+    # A table's snapshot as the output recorded it: a resume reads what the first run read.
+    in_fs, inputs = job_inputs(spec, (prefix.read_manifest() or {}).get("input"))
+    plan = prompt_plan(spec)
     manifest = Manifest.of(spec, inputs, plan)
     try:
         state = prefix.state(manifest, allow_changed_spec)

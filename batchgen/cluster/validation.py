@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from batchgen.engine.preparer import RecordPreparer
 from batchgen.core.blocks import Decoder
-from batchgen.core.columns import job_inputs
+from batchgen.lake.reading import job_inputs
 from batchgen.core.grades import reference_column
 from batchgen.core.prompts import prompt_plan
 from batchgen.record.prompting import EngineInput

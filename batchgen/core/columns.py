@@ -15,10 +15,11 @@ A chained job reads another job's output prefix (`batchgen.core.chained`): `chai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batchgen.record.contract import INPUT_FIELDS
 from batchgen.spec.job import JobSpec
@@ -32,7 +33,8 @@ class InputColumns:
     folders are columns; `templated`: the job has a prompt section (every column is data); `chained`: the
     input is another job's output prefix; `include_errors`: a chained job also reads that job's error rows;
     `budget_column`: the column a record's thinking budget comes from (the scan registers the budget
-    processor when any record has one)."""
+    processor when any record has one); `row_filter`: the rows read, as an Arrow expression over the
+    `filter_columns` (a lake table's row filter, `batchgen.lake.reading`), rows it drops have no record."""
 
     id_column: str = "id"
     read: frozenset[str] | None = None
@@ -41,6 +43,8 @@ class InputColumns:
     chained: bool = False
     include_errors: bool = False
     budget_column: str | None = "max_thinking_tokens"
+    row_filter: pc.Expression | None = field(default=None, compare=False)
+    filter_columns: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, spec: JobSpec, chained: bool = False) -> InputColumns:

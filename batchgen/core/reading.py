@@ -126,7 +126,7 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
         schema = chained.renamed(pa.schema([parquet.schema_arrow.field(n) for n in kept]), file_names)
     else:
         wanted = [columns.id_column, columns.budget_column] if scan else file_names
-        read = [c for c in file_names if c in wanted and columns.keeps(c)]
+        read = [c for c in file_names if (c in wanted and columns.keeps(c)) or c in columns.filter_columns]
         schema = parquet.schema_arrow
     passthrough = pa.schema([schema.field(n) for n in columns.data_fields(schema.names)]
                             + [pa.field(k, pa.string()) for k in columns.data_fields(partitions, partitions)
@@ -137,15 +137,23 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
         batches = (pa.record_batch({"n": pa.nulls(min(ROWS_PER_BLOCK, parquet.metadata.num_rows - start))})
                    for start in range(0, parquet.metadata.num_rows, ROWS_PER_BLOCK))
     for batch in batches:
-        table = pa.Table.from_batches([batch])
+        table, numbers = pa.Table.from_batches([batch]), None
+        if columns.row_filter is not None:
+            # A record keeps its row number in the file, so a filtered table's records keep their positions.
+            kept = table.append_column(INDEX, pa.array(range(first, first + table.num_rows), pa.int64()))
+            first += table.num_rows
+            kept = kept.filter(columns.row_filter)
+            table, numbers = kept.drop_columns([INDEX]), kept.column(INDEX).to_pylist()
         if columns.chained:
             table, raw_ids = chained.answers(table, columns.include_errors, file_names)
         else:
             raw_ids = (table.column(columns.id_column).to_pylist() if columns.id_column in table.column_names
                        else [None] * table.num_rows)
-        if not table.num_rows:  # a chained job's block of error rows only
+        if not table.num_rows:  # a chained job's block of error rows only, or a filter's empty block
             continue
-        numbers = list(range(first, first + table.num_rows))
+        if numbers is None:  # positions among the rows kept (a chained job's answers), as they always were
+            numbers = list(range(first, first + table.num_rows))
+            first += table.num_rows
         ids = row_ids(raw_ids, path, numbers, names, duplicate_places)
         if scan:
             budget = columns.budget_column
@@ -156,7 +164,6 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
         else:
             table = with_partitions(table, partitions)
             yield _block(path, numbers, ids, {n: table.column(n) for n in table.column_names if n != "id"})
-        first += table.num_rows
 
 
 def read_stream(stream, path: str, fmt: str, names: InputNames, duplicate_places: frozenset = frozenset(),

@@ -147,6 +147,7 @@ class InputSet:
     format: str
     names: InputNames
     columns: InputColumns = InputColumns()
+    table: dict | None = None  # a lake table's data files: identifier, snapshot id, row filter (`lake.reading`)
 
     @classmethod
     def find(cls, fs: fsspec.AbstractFileSystem, path: str, fmt: str, columns: InputColumns = InputColumns()) -> InputSet:
@@ -193,4 +194,4 @@ class InputSet:
         # columns) is another input's, not one whose files would disagree on their schema.
         keys = sorted({k for f in self.files for k in self.columns.partitions(self.names.relative(f))})
         columns |= {"partition_keys": keys} if keys else {}
-        return identity | ({"columns": columns} if columns else {})
+        return identity | ({"columns": columns} if columns else {}) | ({"table": self.table} if self.table else {})

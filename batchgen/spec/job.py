@@ -52,10 +52,13 @@ class InputSpec(Section):
     """The `input` section: where the records are, how they are written, and which of their columns count."""
 
     uri: str = Field(description="file, directory or glob: local path, s3://, gs://, az://, memory://; or another "
-                     "job's output.uri (a chained job: its answer rows are the records)")
-    format: Literal["auto", "jsonl", "parquet", "openai", "batchgen"] = Field(
-        "auto", description="auto: from the file extensions, or batchgen where uri is a job's output; openai: OpenAI "
-        "Batch API input lines (JSONL); batchgen: a finished job's output prefix")
+                     "job's output.uri (a chained job: its answer rows are the records); or a lake table, "
+                     "iceberg://namespace.table (its catalog in input.table)")
+    format: Literal["auto", "jsonl", "parquet", "openai", "batchgen", "iceberg"] = Field(
+        "auto", description="auto: from the file extensions, or batchgen where uri is a job's output, iceberg where "
+        "it is iceberg://; openai: OpenAI Batch API input lines (JSONL); batchgen: a finished job's output prefix")
+    table: InputTableSpec | None = Field(None, description="an Iceberg table's catalog, row filter and snapshot "
+                                         "(uri iceberg://namespace.table)")
     id_column: str | None = Field(None, description="the column holding each record's id (null: id); kept as a "
                                   "column of the output too")
     columns: list[str] | None = Field(None, description="the columns to read (null: all); the id column, the "
@@ -66,20 +69,39 @@ class InputSpec(Section):
     include_errors: bool = Field(False, description="a chained job (uri: another job's output) also reads that "
                                  "job's error rows; by default only its answers")
 
+    @model_validator(mode="after")
+    def _table_uri(self) -> InputSpec:
+        is_table = self.uri.startswith(TABLE_SCHEME)
+        if is_table and self.format == "auto":
+            self.format = "iceberg"
+        if (self.format == "iceberg") != is_table or (self.table is not None) != is_table:
+            raise ValueError(f"input: a table is read with uri {TABLE_SCHEME}namespace.table and an input.table "
+                             "section (its catalog); format iceberg and input.table need that uri")
+        if is_table and not re.match(TABLE_IDENTIFIER, self.uri.removeprefix(TABLE_SCHEME)):
+            raise ValueError(f"input.uri: {self.uri} does not name a table as {TABLE_SCHEME}namespace.table")
+        return self
+
+    @property
+    def table_identifier(self) -> str | None:
+        """namespace.table of an input table, None for files."""
+        return self.uri.removeprefix(TABLE_SCHEME) if self.uri.startswith(TABLE_SCHEME) else None
+
 
 def _no_secrets(options: dict[str, Any], where: str) -> dict[str, Any]:
     secrets = sorted(k for k in options if SECRET_KEY.search(k))
     if secrets:
         raise ValueError(f"credentials do not belong in the spec ({', '.join(secrets)}): set them in the environment"
-                         + (f" (PyIceberg reads PYICEBERG_CATALOG__<NAME>__<KEY> and AWS_* variables)" if where == "catalog" else ""))
+                         + (" (PyIceberg reads PYICEBERG_CATALOG__<NAME>__<KEY> and AWS_* variables)" if where == "catalog" else ""))
     return options
 
 
-class TableSpec(Section):
-    """A lake table and the catalog that holds it, as PyIceberg configures one (`batchgen.lake.iceberg`)."""
+TABLE_IDENTIFIER = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$"
+TABLE_SCHEME = "iceberg://"  # input.uri of a table, and what `batchgen inspect` takes: iceberg://namespace.table
 
-    identifier: str = Field(description="namespace.table, e.g. evals.answers (a dotted namespace is nested)",
-                            pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$")
+
+class CatalogSpec(Section):
+    """A catalog of lake tables, as PyIceberg configures one (`batchgen.lake.iceberg`)."""
+
     catalog_name: str = Field("default", description="the catalog's name in PyIceberg's own configuration "
                               "(.pyiceberg.yaml, PYICEBERG_CATALOG__<NAME>__* variables), which catalog: extends")
     catalog: dict[str, str] = Field(default_factory=dict, description="PyIceberg catalog properties: type (sql, "
@@ -91,6 +113,22 @@ class TableSpec(Section):
     @classmethod
     def _no_credentials(cls, options: dict[str, str]) -> dict[str, str]:
         return _no_secrets(options, "catalog")
+
+
+class TableSpec(CatalogSpec):
+    """A lake table and the catalog that holds it."""
+
+    identifier: str = Field(description="namespace.table, e.g. evals.answers (a dotted namespace is nested)",
+                            pattern=TABLE_IDENTIFIER)
+
+
+class InputTableSpec(CatalogSpec):
+    """`input.table`: how a table named by `input.uri` (iceberg://namespace.table) is read."""
+
+    row_filter: str | None = Field(None, description="the rows read, in PyIceberg's filter syntax, e.g. "
+                                   "\"split = 'test' and difficulty >= 3\" (null: every row)")
+    snapshot_id: int | None = Field(None, description="the snapshot read (null: the current one when the job "
+                                    "starts; a resume reads the one recorded in _job.json, whatever the table did since)")
 
 
 class OutputTableSpec(TableSpec):

@@ -80,7 +80,7 @@ def test_unknown_keys_are_refused_naming_the_key(document, key):
     (minimal(name="x" * 41), "name: String should have at most 40 characters"),
     (minimal(scaling={"replicas": 0}), "scaling.replicas: Input should be greater than or equal to 1"),
     (minimal(errors={"max_fraction": 1.5}), "errors.max_fraction: Input should be less than or equal to 1"),
-    (minimal(input={"uri": "x", "format": "csv"}), "input.format: Input should be 'auto', 'jsonl', 'parquet', 'openai' or 'batchgen'"),
+    (minimal(input={"uri": "x", "format": "csv"}), "input.format: Input should be 'auto', 'jsonl', 'parquet', 'openai', 'batchgen' or 'iceberg'"),
     (minimal(model={"path": "m", "profile": "llama"}), "model.profile: Input should be"),
 ])
 def test_invalid_values_are_refused_naming_the_key(document, message):
