@@ -43,13 +43,18 @@ def snapshot_properties(job: str, fingerprint: str, output: str) -> dict[str, st
 def catalog_properties(spec: TableSpec, storage: dict) -> dict[str, str]:
     """The catalog's properties: the spec's, a scheme-less local warehouse made absolute (`file://`), and
     the storage section's S3 endpoint where the spec gives the catalog none (one endpoint for the job's
-    files and the table's). Credentials come from the environment (PyIceberg's own variables and AWS's)."""
+    files and the table's). Credentials come from the environment (PyIceberg's own variables and AWS's).
+    A SQLite catalog's folder is made here."""
     properties = dict(spec.catalog)
     warehouse = properties.get("warehouse")
     if warehouse and "://" not in warehouse:
         properties["warehouse"] = "file://" + os.path.abspath(warehouse)
     if storage.get("endpoint_url") and "s3.endpoint" not in properties:
         properties["s3.endpoint"] = storage["endpoint_url"]
+    database = properties.get("uri", "")
+    if properties.get("type") == "sql" and database.startswith("sqlite:///") and database != "sqlite:///:memory:":
+        # SQLite makes its file, not the folder it goes in
+        os.makedirs(os.path.dirname(os.path.abspath(database.removeprefix("sqlite:///"))), exist_ok=True)
     return properties
 
 

@@ -5,6 +5,7 @@ back by PyIceberg, by Polars and by pyarrow over the data files the table lists.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from batchgen.cluster.pipeline import run
 from batchgen.spec.job import JobSpec
 from batchgen.toy import corpus
 from tests import ROOT
-from tests.cluster.test_recovery import kill_group, start, wait_until, write_job
+from tests.cluster.test_recovery import cli, kill_group, start, wait_until, write_job
 from tests.conftest import TEST_ENGINE, TEST_GRACE
 
 pytestmark = pytest.mark.engine
@@ -130,6 +131,21 @@ def test_a_job_fills_a_new_table_every_reader_agrees_and_a_second_job_evolves_it
     assert {r["difficulty"] for r in rows if r["job"] == "lake-first"} == {None}
     assert sorted(r["difficulty"] for r in rows if r["job"] == "lake-second") == list(range(8))
     assert pl.scan_iceberg(lake).filter(pl.col("job") == "lake-second").collect().height == 8
+
+    # inspect through the table: the jobs that committed into it, one chosen by name; through the prefix, the
+    # survey says what the table holds of it.
+    through = [f"--catalog={k}={v}" for k, v in properties.items()]
+    both = cli("inspect", "iceberg://evals.answers", *through)
+    assert both.returncode == 2 and "the table holds rows of the jobs lake-second" in both.stderr
+    assert "lake-first" in both.stderr and "choose one with --job" in both.stderr
+    found = json.loads(cli("inspect", "iceberg://evals.answers", *through, "--job", "lake-first", "--json").stdout)
+    assert found["job"] == "lake-first" and found["done"] == found["total"] == 24 and found["state"] == "complete"
+    assert found["table"]["rows"] == 24 and found["table"]["snapshots"] == len(snapshots)
+    described = cli("inspect", str(tmp_path / "wh" / "second")).stdout
+    assert "table      evals.answers: 8 rows of this output in" in described
+    page = tmp_path / "report.html"
+    assert cli("report", "iceberg://evals.answers", *through, "--job", "lake-second", "-o", str(page)).returncode == 0
+    assert "8 done of 8" in page.read_text() and "lake-second" in page.read_text()
 
     # A third whose column conflicts with the table's type is refused before any engine starts: exit 2, one line.
     third = table_job("lake-third", lake_input(tmp_path / "in3.parquet", 4, difficulty=["hard"] * 4),
