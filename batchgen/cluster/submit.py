@@ -28,8 +28,14 @@ def check_portable(spec: JobSpec) -> None:
     """Refuses locations that only make sense on the submitting machine (a template file is already in the
     spec: `load_spec` reads it where the spec is loaded)."""
     examples = spec.prompt.examples if spec.prompt else None
+    tables = [(f"{side}.table.catalog", table.catalog) for side, table in (("input", spec.input.table),
+                                                                          ("output", spec.output.table)) if table]
+    # A SQL catalog's database file and warehouse are locations (a REST catalog's warehouse is a name).
+    catalogs = [(f"{key}.{name}", value.removeprefix("sqlite:///")) for key, catalog in tables
+                if catalog.get("type") == "sql" for name, value in catalog.items()
+                if name == "warehouse" or (name == "uri" and value.startswith("sqlite:///"))]
     for key, uri in (("input.uri", spec.input.uri), ("output.uri", spec.output.uri),
-                     *((("prompt.examples.uri", examples.uri),) if examples else ())):
+                     *((("prompt.examples.uri", examples.uri),) if examples else ()), *catalogs):
         if _is_relative_local(uri):
             raise SpecError(f"{key}: {uri!r} is a relative local path the cluster cannot see; "
                             "use an object store URL or an absolute path on a shared filesystem")

@@ -174,3 +174,18 @@ def test_a_relative_examples_file_is_refused_before_submitting_and_a_template_fi
     with pytest.raises(SpecError, match="^prompt.examples.uri: 'shots.jsonl' is a relative local path"):
         check_portable(parse_spec({**document, "prompt": {"user": "{{ q }}",
                                                           "examples": {"uri": "shots.jsonl", "assistant": "{{ a }}"}}}))
+
+
+def test_a_catalog_on_the_submitting_machine_is_refused_before_submitting():
+    from batchgen.cluster.submit import check_portable
+    from batchgen.spec.job import SpecError, parse_spec
+
+    def spec(catalog: dict):
+        return parse_spec({"name": "t", "model": {"path": "toy:nemotron-h"}, "input": {"uri": "s3://b/in/"},
+                           "output": {"uri": "s3://b/wh/out/", "format": "iceberg",
+                                      "table": {"identifier": "evals.answers", "catalog": catalog}}})
+
+    check_portable(spec({"type": "sql", "uri": "sqlite:////shared/catalog.db", "warehouse": "s3://b/wh"}))
+    check_portable(spec({"type": "rest", "uri": "https://catalog.example/api", "warehouse": "lake"}))
+    with pytest.raises(SpecError, match="^output.table.catalog.uri: 'catalog.db' is a relative local path"):
+        check_portable(spec({"type": "sql", "uri": "sqlite:///catalog.db", "warehouse": "s3://b/wh"}))
