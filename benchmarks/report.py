@@ -74,17 +74,24 @@ def _grading(grading: dict | None, ratio: dict | None = None) -> list[str]:
     return lines
 
 
-def _into_table(table: dict | None) -> list[str]:
-    """Into an Iceberg table against into a Parquet prefix (none in results from before tables existed)."""
+def _into_table(table: dict | None, piled: dict | None = None) -> list[str]:
+    """Into an Iceberg table against into a Parquet prefix, and a commit's time as commits pile up (none in
+    results from before tables existed)."""
+    lines = [] if not piled else [
+        f"**Commits piling up** ({piled['commits']:,} commits of one {piled['rows_per_file']:,}-row file each into one "
+        f"table; `python -m benchmarks.scale commits`): a commit took {piled['first_tenth_commit_s']} s over the first "
+        f"tenth, {piled['last_tenth_commit_s']} s over the last (PyIceberg copies the table's metadata, every snapshot "
+        f"in it, several times per commit); a rerun's start and no-op finish {piled['rerun_start_and_finish_s']} s, "
+        f"adding {piled['rerun_added']} files"]
     if not table:
-        return []
+        return lines
     commits = [c for r in table["runs"]["batchgen-iceberg"] for c in r.get("table_commits", [])]
     seconds = sorted(c["seconds"] for c in commits) or [0]
     return [f"**Into an Iceberg table** (`peer` workload, {table['records']:,} records, {table['repeats']} runs each, "
             f"alternating; PyIceberg's SQL catalog on SQLite, a commit every 10 s, 30x the default cadence): wall time "
             f"table/prefix **{table['wall_ratio']:.3f}** (medians; prefix {table['wall_time_s']['batchgen']} s, table "
             f"{table['wall_time_s']['batchgen-iceberg']} s); {len(commits)} commits took "
-            f"{seconds[len(seconds) // 2]:.2f} s each (median; at most {seconds[-1]:.2f} s), off the job's path"]
+            f"{seconds[len(seconds) // 2]:.2f} s each (median; at most {seconds[-1]:.2f} s), off the job's path", *lines]
 
 
 def _worker_peak(memory: dict, title: str) -> int | str:
@@ -142,7 +149,7 @@ def markdown(results: dict) -> str:
                  pipeline[name]["records_per_s"], pipeline["rendering"][key]]
                 for name, key in (("plain", "decode_ms_per_record"), ("templated", "templated_decode_ms_per_record"))]),
         *_grading(pipeline.get("grading"), results.get("grading")),
-        *_into_table(results.get("table")),
+        *_into_table(results.get("table"), results.get("table_commits")),
     ]
     return "\n\n".join(parts) + "\n"
 

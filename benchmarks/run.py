@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # pipeline's CPU per record.
 SIZES = {
     "smoke": {"peers": (24, 1), "budget": (16, 1), "sweep": (8, 1), "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
-              "pipeline": (500, 1_500)},
+              "pipeline": (500, 1_500), "commits": 10},
     "default": {"peers": (2_000, 3), "budget": (512, 3), "sweep": (128, 3), "memory": [1_000_000, 10_000_000], "scaling": (2_048, [1, 8], 0.05),
-                "pipeline": (10_000, 40_000)},
+                "pipeline": (10_000, 40_000), "commits": 300},
     "full": {"peers": (10_000, 3), "budget": (2_000, 3), "sweep": (512, 3), "memory": [1_000_000, 10_000_000],
-             "scaling": (8_192, [1, 2, 4, 8], 0.05), "pipeline": (10_000, 80_000)},
+             "scaling": (8_192, [1, 2, 4, 8], 0.05), "pipeline": (10_000, 80_000), "commits": 1_000},
 }
 SYSTEMS = ("vllm", "ray-data", "batchgen")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -222,6 +222,7 @@ def main() -> None:
         "ray_beside": ray_beside(*sizes["peers"], logs=logs),
         "grading": grading_cost(*sizes["peers"], logs=logs),
         "table": table_cost(*sizes["peers"], logs=logs),
+        "table_commits": measure("scale", "commits", "--records", sizes["commits"], logs=logs),
         "budget": budget(*sizes["budget"], logs=logs),
         "sweep": sweep(*sizes["sweep"], logs=logs),
         "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],

@@ -7,6 +7,7 @@ with every replica's vLLM swapped for a stand-in, so what is measured is batchge
     python -m benchmarks.scale pipeline --records 20000   # the pipeline's pace and CPU, the engine out of the way
     python -m benchmarks.scale pipeline --templated       # the same records made by a prompt section
     python -m benchmarks.scale rendering --records 10000  # the prompt section's CPU where rows are decoded
+    python -m benchmarks.scale commits --records 500      # an Iceberg table's commit time as its commits pile up
 
 Each call runs one job and prints one JSON line (the harness, benchmarks/run.py, runs one per process so
 memory peaks and Ray instances do not mix).
@@ -302,9 +303,57 @@ def grading(rows: int, repeats: int = 3) -> dict:
     return result
 
 
+def commits(count: int, rows_per_file: int = 1_000) -> dict:
+    """What a commit into an Iceberg table costs as a job's commits pile up (no Ray, no engine): `count`
+    data files committed by a job's checkpoint, each made its own commit (`lake.commits.TableCommits`, SQL
+    catalog on SQLite, local warehouse). Wall seconds of the first and last tenth of the commits (median),
+    and of a rerun's start (reading which of the prefix's files the table holds) and its no-op finish."""
+    import statistics
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from batchgen.core.prefix import OutputPrefix
+    from batchgen.lake.commits import TableCommits
+    from batchgen.lake.iceberg import IcebergTable, snapshot_properties
+    from batchgen.spec.job import OutputTableSpec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        (out / "_checkpoint").mkdir(parents=True)
+        spec = OutputTableSpec(identifier="bench.answers", catalog={
+            "type": "sql", "uri": f"sqlite:///{tmp}/catalog.db", "warehouse": f"{tmp}/wh"})
+        table = IcebergTable(spec)
+        table.prepare(pa.schema([("id", pa.string()), ("content", pa.string())]), [])
+        prefix = OutputPrefix(str(out))
+        properties = snapshot_properties("bench", "0", prefix.url(prefix.path))
+        job = TableCommits(table, prefix, properties, every_rows=1, every_s=1e9)
+        write, seconds = uuid.uuid4().hex, []
+        for task in range(count):
+            stem = f"part-{write}-{task:06d}"
+            ids = [f"r{task}-{i}" for i in range(rows_per_file)]
+            pq.write_table(pa.table({"id": ids, "content": ["an answer"] * rows_per_file, "job": ["bench"] * rows_per_file}),
+                           out / f"{stem}-0.parquet")
+            pq.write_table(pa.table({"id": ids}), out / "_checkpoint" / f"{stem}.parquet")
+            started = time.perf_counter()
+            job.poll()
+            seconds.append(time.perf_counter() - started)
+        tenth = max(1, count // 10)
+        started = time.perf_counter()
+        rerun = TableCommits(table, prefix, properties, every_rows=1, every_s=1e9)
+        added = rerun.finish()
+        rerun_s = time.perf_counter() - started
+        snapshots = len(table.load().snapshots())
+    return {"commits": count, "rows_per_file": rows_per_file, "snapshots": snapshots, "rerun_added": added,
+            "first_tenth_commit_s": round(statistics.median(seconds[:tenth]), 3),
+            "last_tenth_commit_s": round(statistics.median(seconds[-tenth:]), 3),
+            "rerun_start_and_finish_s": round(rerun_s, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering", "grading"])
+    parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering", "grading", "commits"])
     parser.add_argument("--templated", action="store_true", help="pipeline: the records made by a prompt section")
     parser.add_argument("--resume", action="store_true", help="memory: then undo every other commit and resume")
     parser.add_argument("--records", type=int, default=10_000)
@@ -315,6 +364,8 @@ def main() -> None:
         result = replicas(args.replicas, args.records, args.step_seconds)
     elif args.what == "rendering":
         result = rendering(args.records)
+    elif args.what == "commits":
+        result = commits(args.records)
     elif args.what == "grading":
         result = grading(args.records)
     else:

@@ -56,7 +56,11 @@ class TableCommits:
             return 0
         urls = [self.prefix.url(f) for f in waiting]
         started = time.monotonic()
-        snapshot = self.table.append(urls, {**self.properties, PROPERTY["files"]: str(len(urls))}, self.output)
+        try:
+            snapshot = self.table.append(urls, {**self.properties, PROPERTY["files"]: str(len(urls))}, self.output)
+        except Exception:
+            self.held = None  # the commit may have landed: the next poll asks the table again
+            raise
         self.held.update(urls)
         self._waiting_since = None
         if snapshot is not None:

@@ -173,3 +173,21 @@ def test_a_commit_whose_outcome_was_unknown_is_not_made_twice(tmp_path, monkeypa
     monkeypatch.setattr(type(table.load()), "add_files", lands_then_fails)
     assert table.append(files, {}, commits.output) is None  # the table already held them: nothing added again
     assert table_ids(table) == ["a", "b"] and len(table.load().snapshots()) == 1
+
+
+def test_a_failed_commit_whose_outcome_is_unknown_is_asked_of_the_table_at_the_next_poll(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    prefix = Prefix(out)
+    commits, table = commits_of(tmp_path, out, every_rows=1)
+    prefix.task_files(["a", "b"])
+    real = IcebergTable.append
+
+    def lands_then_cannot_ask(self, files, properties, output):  # landed; asking the table fails too
+        real(self, files, properties, output)
+        raise ConnectionError("catalog went away")
+
+    monkeypatch.setattr(IcebergTable, "append", lands_then_cannot_ask)
+    with pytest.raises(ConnectionError):
+        commits.poll()
+    monkeypatch.setattr(IcebergTable, "append", real)
+    assert commits.poll() == 0 and table_ids(table) == ["a", "b"]  # the table holds them: not added again
