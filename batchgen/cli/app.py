@@ -176,8 +176,10 @@ def _output_of(output: str, catalog: list[str], job: str | None, storage: dict) 
     chosen = [j for j in jobs if job is None or j["job"] == job]
     names = ", ".join(f"{j['job']} ({j['output']})" for j in jobs) or "none"
     if len(chosen) != 1:
-        raise fail(f"{output}: the table holds rows of the jobs {names}; choose one with --job" if len(chosen) > 1
-                   else f"{output}: no batchgen job{' named ' + job if job else ''} committed into it (jobs: {names})", 2)
+        several = (f"the table holds rows of the jobs {names}; choose one with --job" if job is None else
+                   f"jobs named {job} committed into it from {len(chosen)} outputs ({names}): inspect one of those")
+        raise fail(f"{output}: {several}" if chosen else
+                   f"{output}: no batchgen job{' named ' + job if job else ''} committed into it (jobs: {names})", 2)
     return chosen[0]["output"]
 
 

@@ -34,7 +34,8 @@ class InputColumns:
     input is another job's output prefix; `include_errors`: a chained job also reads that job's error rows;
     `budget_column`: the column a record's thinking budget comes from (the scan registers the budget
     processor when any record has one); `row_filter`: the rows read, as an Arrow expression over the
-    `filter_columns` (a lake table's row filter, `batchgen.lake.reading`), rows it drops have no record."""
+    `filter_columns` (a lake table's row filter, `batchgen.lake.reading`, with the table's types: a file
+    written before a column existed reads it as null); rows it drops have no record."""
 
     id_column: str = "id"
     read: frozenset[str] | None = None
@@ -44,7 +45,7 @@ class InputColumns:
     include_errors: bool = False
     budget_column: str | None = "max_thinking_tokens"
     row_filter: pc.Expression | None = field(default=None, compare=False)
-    filter_columns: frozenset[str] = frozenset()
+    filter_columns: pa.Schema = field(default=pa.schema([]), compare=False)
 
     @classmethod
     def of(cls, spec: JobSpec, chained: bool = False) -> InputColumns:

@@ -123,11 +123,20 @@ class OutputPrefix:
         return data_files(self.fs, self.path)
 
     def committed_data_files(self) -> list[str]:
-        """The data files whose write Ray Data's checkpoint has committed: whole, and never deleted by a
-        resume (a file without its commit may be half-written, and the next run deletes it)."""
-        committed = {PurePosixPath(f).name.removesuffix(".parquet") for f in self.checkpoint_files()}
+        """The data files whose write Ray Data's checkpoint has committed and that no write holds pending:
+        whole, and never deleted by a resume. A file without its commit may be half-written (the next run
+        deletes it); so may one whose task Ray runs again after its commit (a pending checkpoint beside the
+        committed one, until the retry commits)."""
+        committed, pending = set(), set()
+        folder = self.checkpoint_path
+        for name in (PurePosixPath(f).name for f in (self.fs.find(folder) if self.fs.exists(folder) else [])):
+            if name.endswith(PENDING_SUFFIX):
+                pending.add(name.removesuffix(PENDING_SUFFIX))
+            elif name.endswith(".parquet"):
+                committed.add(name.removesuffix(".parquet"))
+        final = committed - pending
         return [f for f in self.data_files()
-                if (stem := _COMMIT_STEM.match(PurePosixPath(f).name)) and stem.group(1) in committed]
+                if (stem := _COMMIT_STEM.match(PurePosixPath(f).name)) and stem.group(1) in final]
 
     def url(self, path: str) -> str:
         """A path under the prefix as a full URL (`file:///...`, `s3://...`), as other readers name it."""

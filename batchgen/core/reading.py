@@ -126,7 +126,7 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
         schema = chained.renamed(pa.schema([parquet.schema_arrow.field(n) for n in kept]), file_names)
     else:
         wanted = [columns.id_column, columns.budget_column] if scan else file_names
-        read = [c for c in file_names if (c in wanted and columns.keeps(c)) or c in columns.filter_columns]
+        read = [c for c in file_names if (c in wanted and columns.keeps(c)) or c in columns.filter_columns.names]
         schema = parquet.schema_arrow
     passthrough = pa.schema([schema.field(n) for n in columns.data_fields(schema.names)]
                             + [pa.field(k, pa.string()) for k in columns.data_fields(partitions, partitions)
@@ -142,8 +142,13 @@ def _parquet_blocks(stream, path: str, names: InputNames, duplicate_places: froz
             # A record keeps its row number in the file, so a filtered table's records keep their positions.
             kept = table.append_column(INDEX, pa.array(range(first, first + table.num_rows), pa.int64()))
             first += table.num_rows
+            for field in columns.filter_columns:
+                if field.name not in kept.column_names:  # a file from before the column existed
+                    kept = kept.append_column(field, pa.nulls(kept.num_rows, field.type))
             kept = kept.filter(columns.row_filter)
-            table, numbers = kept.drop_columns([INDEX]), kept.column(INDEX).to_pylist()
+            # Columns read for the filter alone (left out by input.columns, or not in the file) go again.
+            alone = [f.name for f in columns.filter_columns if not (f.name in read and columns.keeps(f.name))]
+            table, numbers = kept.drop_columns([INDEX, *alone]), kept.column(INDEX).to_pylist()
         if columns.chained:
             table, raw_ids = chained.answers(table, columns.include_errors, file_names)
         else:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from batchgen.core.failures import root_cause
 from batchgen.core.prefix import OutputPrefix
-from batchgen.lake.iceberg import PROPERTY, IcebergTable
+from batchgen.lake.iceberg import IcebergTable
 
 __all__ = ["TableCommits"]
 
@@ -51,13 +51,16 @@ class TableCommits:
             return 0
         now = self.clock()
         self._waiting_since = self._waiting_since if self._waiting_since is not None else now
-        rows = sum(self._rows.setdefault(f, self.prefix.rows_in(f)) for f in waiting)
+        for f in waiting:
+            if f not in self._rows:
+                self._rows[f] = self.prefix.rows_in(f)
+        rows = sum(self._rows[f] for f in waiting)
         if not final and rows < self.every_rows and now - self._waiting_since < self.every_s:
             return 0
         urls = [self.prefix.url(f) for f in waiting]
         started = time.monotonic()
         try:
-            snapshot = self.table.append(urls, {**self.properties, PROPERTY["files"]: str(len(urls))}, self.output)
+            snapshot = self.table.append(urls, self.properties, self.output)
         except Exception:
             self.held = None  # the commit may have landed: the next poll asks the table again
             raise

@@ -67,8 +67,9 @@ def _widens(ours: pa.DataType, theirs: pa.DataType) -> bool:
 
 @dataclass(frozen=True)
 class FilesSchema:
-    """What a job writes into a table: its data files' `schema` (table-friendly types, the job column last)
-    and the null-typed `untyped` columns the table neither has nor gets."""
+    """What a job writes into a table: its data files' `schema` (table-friendly types; the job column after
+    the job's own, then the table's columns this job's input left null throughout) and the `untyped`
+    columns (null throughout) that the table neither has nor gets."""
 
     schema: pa.Schema
     untyped: tuple[str, ...]
@@ -82,7 +83,7 @@ class IcebergTable:
         try:
             from pyiceberg.catalog import load_catalog
         except ImportError:
-            raise LakeRefused("output.format iceberg needs PyIceberg: pip install 'batchgen[iceberg]'") from None
+            raise LakeRefused("an Iceberg table needs PyIceberg: pip install 'batchgen[iceberg]'") from None
         self.identifier = spec.identifier
         self.catalog = load_catalog(spec.catalog_name, **catalog_properties(spec, storage or {}))
 
@@ -97,7 +98,7 @@ class IcebergTable:
         of the columns, or holding one in a type this job's widens (int to long, float to double), is
         evolved; a column this job holds in a type the table's is not and does not widen to refuses the
         job (LakeRefused, one line naming the column and both types), before anything is written."""
-        from pyiceberg.exceptions import CommitFailedException
+        from pyiceberg.exceptions import CommitFailedException, ValidationError
 
         if JOB_COLUMN in output.names:
             raise LakeRefused(f"input column {JOB_COLUMN!r}: a table's {JOB_COLUMN} column names the job that wrote "
@@ -118,24 +119,30 @@ class IcebergTable:
                 return files
             except CommitFailedException:
                 time.sleep(0.1 * 2 ** attempt)  # another writer changed the table: decide again on the new one
-            except ValueError as error:  # PyIceberg's refusal of a nested change it cannot make
+            except (ValueError, ValidationError) as error:  # PyIceberg's refusal of a nested change it cannot make
                 raise LakeRefused(f"table {self.identifier}: {error}") from None
         raise LakeRefused(f"table {self.identifier}: its schema kept changing under {_COMMIT_TRIES} tries to evolve it")
 
     def _created(self, schema: pa.Schema, partition_by: list[str]):
+        from pyiceberg.exceptions import TableAlreadyExistsError
+
         namespace = self.identifier.rsplit(".", 1)[0]
         self.catalog.create_namespace_if_not_exists(namespace)
         if self.catalog.table_exists(self.identifier):
             return self.load()
-        table = self.catalog.create_table_if_not_exists(self.identifier, schema=schema)
-        if partition_by and table.spec().is_unpartitioned():
+        # Schema and partitions in one commit: a kill between two would leave the table unpartitioned for good.
+        creating = self.catalog.create_table_transaction(self.identifier, schema=schema)
+        if partition_by:
             # Identity partitions only of columns each data file holds one value of (PARTITION_COLUMNS, checked
             # in the spec): add_files reads a file's partition from its columns' bounds.
-            with table.update_spec() as update:
+            with creating.update_spec() as update:
                 for column in partition_by:
                     update.add_identity(column)
-            table = self.load()
-        return table
+        try:
+            creating.commit_transaction()
+        except TableAlreadyExistsError:
+            pass  # another job made it first: take it as it is
+        return self.load()
 
     @staticmethod
     def _arrow_schema(table) -> pa.Schema:
@@ -165,13 +172,26 @@ class IcebergTable:
         return pa.schema(fields), evolve
 
     def files_of(self, output_uri: str) -> set[str]:
-        """The data files under `output_uri` (a URI as `add_files` was given them) that the table's current
-        snapshot holds."""
+        """The data files under `output_uri` (URLs as `add_files` was given them) that the table holds now or
+        that a commit of this output added in the current snapshot's history: a file compaction or a
+        copy-on-write delete has since rewritten is still one this output committed, and never added again
+        (while the snapshot that added it has not been expired)."""
+        from pyiceberg.manifest import ManifestContent, ManifestEntryStatus
+        from pyiceberg.table.snapshots import ancestors_of
+
         table = self.load()
         if table.current_snapshot() is None:
             return set()
         under = output_uri.rstrip("/") + "/"
-        return {task.file.file_path for task in table.scan().plan_files() if task.file.file_path.startswith(under)}
+        held = {task.file.file_path for task in table.scan().plan_files() if task.file.file_path.startswith(under)}
+        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+            if (snapshot.summary and snapshot.summary.get(PROPERTY["output"])) != output_uri.rstrip("/"):
+                continue
+            for manifest in snapshot.manifests(table.io):
+                if manifest.content == ManifestContent.DATA and manifest.added_snapshot_id == snapshot.snapshot_id:
+                    held.update(entry.data_file.file_path for entry in manifest.fetch_manifest_entry(table.io)
+                                if entry.status == ManifestEntryStatus.ADDED)
+        return held
 
     def append(self, files: list[str], properties: dict[str, str], output_uri: str) -> int | None:
         """Registers `files` (full URIs of Parquet files under `output_uri`, none yet in the table) as one
@@ -181,20 +201,24 @@ class IcebergTable:
         from pyiceberg.exceptions import CommitFailedException
 
         for attempt in range(_COMMIT_TRIES):
+            if attempt:
+                # Before every retry the table says what it holds: an earlier attempt whose outcome was
+                # unknown may have landed since, even behind a later attempt another writer beat.
+                held = self.files_of(output_uri)
+                files = [f for f in files if f not in held]
+                if not files:
+                    return None
             table = self.load()
             try:
-                table.add_files(files, snapshot_properties=properties, check_duplicate_files=False)
+                table.add_files(files, snapshot_properties={**properties, PROPERTY["files"]: str(len(files))},
+                                check_duplicate_files=False)
                 return table.current_snapshot().snapshot_id
             except CommitFailedException:
                 pass  # not made: another writer committed first; made again on the fresh table
             except Exception:
                 if attempt == _COMMIT_TRIES - 1:
                     raise
-                # Outcome unknown (a catalog that stopped answering mid-commit): ask the table what it holds.
-                held = self.files_of(output_uri)
-                files = [f for f in files if f not in held]
-                if not files:
-                    return None
+                # Outcome unknown (a catalog that stopped answering mid-commit): the next attempt asks the table.
             time.sleep(min(30.0, 0.2 * 2 ** attempt))
         raise CommitFailedException(f"table {self.identifier}: {_COMMIT_TRIES} commits in a row lost to other writers")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pyarrow as pa
+
 from batchgen.core.columns import InputColumns, job_inputs as file_inputs
 from batchgen.core.storage import InputSet, open_fs
 from batchgen.lake.iceberg import IcebergTable
@@ -31,14 +33,13 @@ def job_inputs(spec: JobSpec, recorded: dict | None = None):
     identifier = spec.input.table_identifier
     if identifier is None:
         return file_inputs(spec)
+    options = spec.input.table
+    table = IcebergTable(TableSpec(identifier=identifier, catalog=options.catalog, catalog_name=options.catalog_name),
+                         spec.storage).load()  # first: it says so when PyIceberg is not installed
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.expressions.parser import parse
     from pyiceberg.expressions.visitors import bind, extract_field_ids
-    from pyiceberg.io.pyarrow import expression_to_pyarrow
-
-    options = spec.input.table
-    table = IcebergTable(TableSpec(identifier=identifier, catalog=options.catalog, catalog_name=options.catalog_name),
-                         spec.storage).load()
+    from pyiceberg.io.pyarrow import expression_to_pyarrow, schema_to_pyarrow
     before = (recorded or {}).get("table") or {}
     same = before.get("identifier") == identifier and before.get("row_filter") == options.row_filter
     snapshot_id = options.snapshot_id or (before.get("snapshot_id") if same else None)
@@ -46,9 +47,14 @@ def job_inputs(spec: JobSpec, recorded: dict | None = None):
         if table.current_snapshot() is None:
             raise FileNotFoundError(f"input.uri: table {identifier} has no snapshot: nothing to read")
         snapshot_id = table.current_snapshot().snapshot_id
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None:
+        raise LakeRefused(f"input.table.snapshot_id: table {identifier} has no snapshot {snapshot_id} (expired, or "
+                          "another table's); " + ("give another, or " if options.snapshot_id else "") +
+                          "write to a new output.uri to read the table as it is now")
     try:
         condition = parse(options.row_filter) if options.row_filter else AlwaysTrue()
-        schema = table.schemas()[table.snapshot_by_id(snapshot_id).schema_id]
+        schema = table.schemas()[snapshot.schema_id]
         bound = bind(schema, condition, case_sensitive=True)
     except Exception as error:  # PyIceberg's parse and bind errors: a bad filter is the spec's
         raise LakeRefused(f"input.table.row_filter: {options.row_filter!r}: {error}") from None
@@ -67,8 +73,12 @@ def job_inputs(spec: JobSpec, recorded: dict | None = None):
     # partition values are in its files.
     columns = dataclasses.replace(InputColumns.of(spec), hive=False)
     if options.row_filter:
-        names = frozenset(schema.find_column_name(i) for i in extract_field_ids(bound))
-        columns = dataclasses.replace(columns, row_filter=expression_to_pyarrow(bound, schema), filter_columns=names)
+        names = {schema.find_column_name(i) for i in extract_field_ids(bound)}
+        if nested := sorted(n for n in names if "." in n):
+            raise LakeRefused(f"input.table.row_filter: {', '.join(nested)}: a filter names top-level columns only")
+        arrow = schema_to_pyarrow(schema, include_field_ids=False)
+        columns = dataclasses.replace(columns, row_filter=expression_to_pyarrow(bound, schema),
+                                      filter_columns=pa.schema([arrow.field(n) for n in sorted(names)]))
     inputs = InputSet.of_files(fs, fs._strip_protocol(table.location()), found, "parquet", columns)
     identity = {"identifier": identifier, "snapshot_id": snapshot_id, "row_filter": options.row_filter}
     return fs, dataclasses.replace(inputs, table=identity)

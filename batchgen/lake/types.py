@@ -6,10 +6,9 @@ The rules (README "Lake tables"): no unsigned integers (uint8/16 to int32, uint3
 decimal(20, 0), which holds every value); int8/16 to int32, float16 to float32; timestamps in microseconds
 (nanoseconds truncated), zoned ones in UTC (Iceberg's timestamptz has no other zone); time in microseconds;
 date64 to date32; large and view strings and binaries to their plain forms; dictionaries to their values;
-lists, maps and structs by the same rules. A column of the null type (null in every record of the input)
-(the passthrough's string column marked untyped, or the null type itself)
-has no type to give: it is left out of a table that lacks it (Iceberg reads it as null there) and written
-as the table's type where the table has it. Types with no Iceberg counterpart (durations, intervals, unions,
+lists, maps and structs by the same rules. A column null in every record of the input (the null type, or
+the passthrough's string column marked untyped) has no type to give: it is left out of a table that lacks
+it (Iceberg reads it as null there) and written as the table's type where the table has it. Types with no Iceberg counterpart (durations, intervals, unions,
 decimals past 38 digits) refuse the job, naming the column.
 """
 
@@ -94,11 +93,11 @@ def to_lake(block: pa.Table, schema: pa.Schema, constants: dict[str, str]) -> pa
     for field in schema:
         if field.name in constants:
             columns.append(pa.array([constants[field.name]] * block.num_rows, field.type))
-        elif field.name in block.column_names:
+        elif field.name in block.column_names and block.column(field.name).null_count < block.num_rows:
             column = block.column(field.name)
             truncating = pa.types.is_timestamp(column.type) or pa.types.is_time(column.type)
             columns.append(column if column.type == field.type else
                            pc.cast(column, field.type, safe=not truncating))
-        else:
+        else:  # absent, or null throughout (an untyped column the table holds as a struct: no cast needed)
             columns.append(pa.nulls(block.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=schema)

@@ -72,3 +72,42 @@ def test_a_filter_that_does_not_parse_or_names_no_column_is_refused(tmp_path, ra
     for bad in ("split = ", "level > 2"):
         with pytest.raises(LakeRefused, match=r"^input.table.row_filter: '" + bad.replace("'", "") + "'"):
             run(job(tmp_path, [], input=table_input(properties, row_filter=bad)), replica_factory=StandIn)
+
+
+def test_a_filter_on_a_column_older_files_lack_reads_it_as_null_there_and_a_column_left_out_stays_out(tmp_path, ray_cluster):
+    from pyiceberg.types import StringType
+
+    table, properties = questions(tmp_path, 6)
+    with table.update_schema() as update:  # a later writer adds a column; the first file does not hold it
+        update.add_column("tier", StringType())
+    table.append(pa.table({"id": ["g1", "g2"], "prompt": ["say g1", "say g2"], "split": ["test"] * 2,
+                           "difficulty": [1, 2], "tier": ["gold", "silver"]}))
+    spec = job(tmp_path, [], input={**table_input(properties, row_filter="tier = 'gold' or difficulty = 0"),
+                                    "columns": ["split"]})
+    assert run(spec, replica_factory=StandIn).records == 2
+    rows = assert_exactly_once(tmp_path / "out", ["q0", "g1"])
+    assert "tier" not in rows["g1"] and "difficulty" not in rows["g1"] and rows["g1"]["split"] == "test"
+
+
+def test_a_snapshot_the_table_does_not_have_is_refused_naming_it(tmp_path, ray_cluster):
+    _, properties = questions(tmp_path, 3)
+    with pytest.raises(LakeRefused, match="^input.table.snapshot_id: table evals.questions has no snapshot 42"):
+        run(job(tmp_path, [], input=table_input(properties, snapshot_id=42)), replica_factory=StandIn)
+
+
+def test_every_data_file_ray_data_writes_is_known_as_committed_and_reaches_the_table_once(tmp_path, ray_cluster):
+    """Pins batchgen's reading of Ray Data's checkpointed file names (`prefix._COMMIT_STEM`): were they to
+    drift, no file would count as committed and the table would stay empty."""
+    from batchgen.core.prefix import OutputPrefix
+
+    properties = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/wh"}
+    spec = job(tmp_path, [{"id": f"r{i}", "prompt": f"say {i}"} for i in range(40)],
+               output={"format": "iceberg", "table": {"identifier": "evals.answers", "catalog": properties}})
+    stats = run(spec, replica_factory=StandIn)
+    prefix = OutputPrefix(str(tmp_path / "out"))
+    assert len(prefix.data_files()) >= 5 and prefix.committed_data_files() == prefix.data_files()
+    assert sum(c["files"] for c in stats.table["commits"]) == len(prefix.data_files())
+    from pyiceberg.catalog import load_catalog
+
+    ids = load_catalog("default", **properties).load_table("evals.answers").scan().to_arrow().column("id").to_pylist()
+    assert sorted(ids) == sorted(f"r{i}" for i in range(40))

@@ -191,3 +191,30 @@ def test_a_failed_commit_whose_outcome_is_unknown_is_asked_of_the_table_at_the_n
         commits.poll()
     monkeypatch.setattr(IcebergTable, "append", real)
     assert commits.poll() == 0 and table_ids(table) == ["a", "b"]  # the table holds them: not added again
+
+
+def test_a_committed_file_whose_task_runs_again_waits_until_the_retry_commits(tmp_path):
+    out = tmp_path / "out"
+    prefix = Prefix(out)
+    commits, table = commits_of(tmp_path, out, every_rows=1)
+    prefix.task_files(["a", "b"])
+    retried = sorted((out / "_checkpoint").glob("*.parquet"))[0]
+    pending = retried.with_name(retried.stem + ".pending.parquet")
+    pending.write_bytes(retried.read_bytes())  # Ray retries the task: its file may be rewritten, or deleted
+    assert commits.poll() == 0 and table_ids(table) == []
+    pending.unlink()  # the retry committed
+    assert commits.poll() == 1 and table_ids(table) == ["a", "b"]
+
+
+def test_a_rerun_after_the_tables_files_were_rewritten_adds_nothing(tmp_path):
+    out = tmp_path / "out"
+    prefix = Prefix(out)
+    commits, table = commits_of(tmp_path, out, every_rows=1)
+    prefix.task_files(["a", "b"])
+    prefix.task_files(["c"])
+    assert commits.finish() == 2
+    lake = table.load()
+    lake.overwrite(lake.scan().to_arrow())  # compaction, or a copy-on-write delete: the same rows, new files
+    assert not any(f.startswith(f"file://{out}/") for f in (t.file.file_path for t in table.load().scan().plan_files()))
+    rerun, _ = commits_of(tmp_path, out)
+    assert rerun.finish() == 0 and table_ids(table) == ["a", "b", "c"]

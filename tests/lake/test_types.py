@@ -63,3 +63,9 @@ def test_a_passthrough_column_null_in_every_record_is_left_out_like_the_null_typ
     schema, untyped = lake_schema(passthrough.schema)
     assert passthrough.schema.field("empty").type == pa.string()  # the prefix's files keep it, as strings
     assert schema.names == ["n"] and untyped == ["empty"]
+
+
+def test_a_column_null_throughout_is_written_as_nulls_of_the_tables_nested_type():
+    block = pa.table({"meta": pa.array([None, None], pa.string())})  # an untyped passthrough column
+    wanted = pa.schema([("meta", pa.struct([("a", pa.int64())]))])
+    assert to_lake(block, wanted, {}).column("meta").to_pylist() == [None, None]
