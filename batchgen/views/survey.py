@@ -256,7 +256,7 @@ def describe(found: Survey) -> str:
         table = found.table
         lines.append(f"  table      {table['identifier']}: " + (
             f"not read ({table['error']})" if "error" in table else
-            f"{table['rows']:,} rows of this output in {table['snapshots']} commits"
+            f"{table['rows']:,} rows of this output in {table['snapshots']} commit{'' if table['snapshots'] == 1 else 's'}"
             + (f", the last snapshot {table['last_snapshot_id']} at "
                f"{datetime.datetime.fromtimestamp(table['last_at_ms'] / 1000, datetime.UTC):%Y-%m-%d %H:%M:%S} UTC"
                if table["snapshots"] else "")))
