@@ -167,7 +167,7 @@ def _output_of(output: str, catalog: list[str], job: str | None, storage: dict) 
 
     identifier = output.removeprefix(TABLE_SCHEME)
     try:
-        spec = TableSpec(identifier=identifier, catalog=_storage(catalog, "--catalog"))
+        spec = TableSpec(identifier=identifier, catalog=_catalog(catalog))
         jobs = committed_by_jobs(IcebergTable(spec, storage).load())
     except SpecError as error:
         raise fail(str(error), 2) from None
@@ -183,20 +183,25 @@ def _output_of(output: str, catalog: list[str], job: str | None, storage: dict) 
     return chosen[0]["output"]
 
 
-def _storage(options: list[str], flag: str = "--storage") -> dict:
+def _storage(options: list[str]) -> dict:
     storage: dict = {}
     for option in options:
-        key, sep, value = option.partition("=")
         try:
-            if flag == "--catalog":  # catalog keys hold dots (s3.endpoint): not a path of sections
-                if not sep or not key:
-                    raise SpecError(f"expects key=value, got {option!r}")
-                storage[key] = value
-            else:
-                apply_override(storage, option)
+            apply_override(storage, option)
         except SpecError as error:
-            raise fail(f"{flag}: {error}", 2) from None
+            raise fail(f"--storage: {error}", 2) from None
     return storage
+
+
+def _catalog(options: list[str]) -> dict[str, str]:
+    """`--catalog key=value` options as properties: the keys hold dots (s3.endpoint), not paths of sections."""
+    properties = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise fail(f"--catalog: expects key=value, got {option!r}", 2)
+        properties[key] = value
+    return properties
 
 
 @app.command()

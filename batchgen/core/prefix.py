@@ -47,6 +47,12 @@ PENDING_SUFFIX = ".pending.parquet"
 _COMMIT_STEM = re.compile(r"^(part-[0-9a-f]+-\d+)(?:-\d+)?\.[a-z]+$")
 
 
+def commit_stem(path: str) -> str | None:
+    """The stem of the write that made the data file `path` (`part-<write>-<task>`), None for another file."""
+    stem = _COMMIT_STEM.match(PurePosixPath(path).name)
+    return stem.group(1) if stem else None
+
+
 class PrefixRefused(RuntimeError):
     """The output prefix holds results this run must not add to; the message says what to do."""
 
@@ -122,21 +128,21 @@ class OutputPrefix:
         """The prefix's data files (`data_files`)."""
         return data_files(self.fs, self.path)
 
-    def committed_data_files(self) -> list[str]:
-        """The data files whose write Ray Data's checkpoint has committed and that no write holds pending:
-        whole, and never deleted by a resume. A file without its commit may be half-written (the next run
-        deletes it); so may one whose task Ray runs again after its commit (a pending checkpoint beside the
-        committed one, until the retry commits)."""
-        committed, pending = set(), set()
-        folder = self.checkpoint_path
-        for name in (PurePosixPath(f).name for f in (self.fs.find(folder) if self.fs.exists(folder) else [])):
-            if name.endswith(PENDING_SUFFIX):
-                pending.add(name.removesuffix(PENDING_SUFFIX))
-            elif name.endswith(".parquet"):
-                committed.add(name.removesuffix(".parquet"))
-        final = committed - pending
-        return [f for f in self.data_files()
-                if (stem := _COMMIT_STEM.match(PurePosixPath(f).name)) and stem.group(1) in final]
+    def final_commits(self) -> dict[str, str]:
+        """Each write Ray Data's checkpoint has committed and no retry holds pending, as its stem (`part-<write>-
+        <task>`, `commit_stem`) -> its checkpoint file: its data files are whole, and no resume deletes them.
+        A write without its commit may be half-written (the next run deletes it); so may one whose task Ray
+        runs again after its commit (a pending checkpoint beside the committed one, until the retry commits).
+        One listing of `_checkpoint/`."""
+        listing = self._checkpoint_listing()
+        pending = {PurePosixPath(f).name.removesuffix(PENDING_SUFFIX) for f in listing if f.endswith(PENDING_SUFFIX)}
+        return {stem: f for f in listing if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)
+                and (stem := PurePosixPath(f).name.removesuffix(".parquet")) not in pending}
+
+    def committed_data_files(self, stems: set[str] | None = None) -> list[str]:
+        """The data files of the writes `stems` (None: every final commit's, `final_commits`)."""
+        stems = set(self.final_commits()) if stems is None else stems
+        return [f for f in self.data_files() if commit_stem(f) in stems]
 
     def url(self, path: str) -> str:
         """A path under the prefix as a full URL (`file:///...`, `s3://...`), as other readers name it."""
@@ -161,10 +167,11 @@ class OutputPrefix:
 
     def checkpoint_files(self) -> list[str]:
         """The committed files of Ray Data's checkpoint (a pending one's data file may not be whole)."""
+        return [f for f in self._checkpoint_listing() if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)]
+
+    def _checkpoint_listing(self) -> list[str]:
         folder = self.checkpoint_path
-        if not self.fs.exists(folder):
-            return []
-        return [f for f in self.fs.find(folder) if f.endswith(".parquet") and not f.endswith(PENDING_SUFFIX)]
+        return self.fs.find(folder) if self.fs.exists(folder) else []
 
     def state(self, manifest: Manifest, allow_changed_spec: bool = False) -> str:
         """"new", "resume" or "done"; raises PrefixRefused when this prefix is another job's."""

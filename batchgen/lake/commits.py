@@ -4,7 +4,7 @@ once `commit_every_rows` rows wait, or the oldest has waited `commit_every_s` se
 the rest when the job ends.
 
 Exactly once, by construction: a data file goes into the table only once its checkpoint commit made it
-final (`OutputPrefix.committed_data_files`), and what the table holds is read from the table when this
+final (`OutputPrefix.final_commits`), and what the table holds is read from the table when this
 starts (`IcebergTable.files_of`), so a run after any kill adds precisely the committed files the table
 lacks, and a rerun of a finished job adds none and makes no snapshot. A reader pinned to any snapshot sees
 whole commits (Iceberg's own guarantee).
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from batchgen.core.failures import root_cause
-from batchgen.core.prefix import OutputPrefix
+from batchgen.core.prefix import OutputPrefix, commit_stem
 from batchgen.lake.iceberg import IcebergTable
 
 __all__ = ["TableCommits"]
@@ -33,38 +33,42 @@ class TableCommits:
         self.table, self.prefix, self.properties = table, prefix, properties
         self.every_rows, self.every_s, self.clock = every_rows, every_s, clock
         self.output = prefix.url(prefix.path)
-        self.held: set[str] | None = None  # read from the table at the first poll (it may not exist yet)
+        # the writes (`prefix.commit_stem`) whose files the table holds, read from it at the first poll (it
+        # may not exist yet)
+        self.held: set[str] | None = None
         self.commits: list[dict] = []  # per commit made: snapshot id, files, rows, seconds it took
-        self._rows: dict[str, int] = {}  # data file -> rows, read once
+        self._rows: dict[str, int] = {}  # write stem -> rows, read once
         self._waiting_since: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error = ""
 
     def poll(self, final: bool = False) -> int:
-        """Commits what waits when the cadence says so (always, with `final`); returns the files committed."""
+        """Commits what waits when the cadence says so (always, with `final`); returns the files committed.
+        Each poll lists `_checkpoint/` once (what waits, and its rows from the checkpoint files' footers,
+        read once); the data files are listed only when a commit is due."""
         if self.held is None:
-            self.held = self.table.files_of(self.output)
-        waiting = [f for f in self.prefix.committed_data_files() if self.prefix.url(f) not in self.held]
+            self.held = {commit_stem(url) for url in self.table.files_of(self.output)}
+        waiting = {stem: path for stem, path in self.prefix.final_commits().items() if stem not in self.held}
         if not waiting:
             self._waiting_since = None
             return 0
         now = self.clock()
         self._waiting_since = self._waiting_since if self._waiting_since is not None else now
-        for f in waiting:
-            if f not in self._rows:
-                self._rows[f] = self.prefix.rows_in(f)
-        rows = sum(self._rows[f] for f in waiting)
+        for stem, path in waiting.items():
+            if stem not in self._rows:
+                self._rows[stem] = self.prefix.rows_in(path)  # a checkpoint holds one id per row written
+        rows = sum(self._rows[stem] for stem in waiting)
         if not final and rows < self.every_rows and now - self._waiting_since < self.every_s:
             return 0
-        urls = [self.prefix.url(f) for f in waiting]
+        urls = [self.prefix.url(f) for f in self.prefix.committed_data_files(set(waiting))]
         started = time.monotonic()
         try:
-            snapshot = self.table.append(urls, self.properties, self.output)
+            snapshot = self.table.append(urls, self.properties, self.output) if urls else None
         except Exception:
             self.held = None  # the commit may have landed: the next poll asks the table again
             raise
-        self.held.update(urls)
+        self.held.update(waiting)
         self._waiting_since = None
         if snapshot is not None:
             self.commits.append({"snapshot_id": snapshot, "files": len(urls), "rows": rows,
