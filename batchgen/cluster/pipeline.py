@@ -38,7 +38,8 @@ from batchgen.core.grades import graded, reference_column
 from batchgen.core.prefix import BATCH_OUTPUT, CommittedRecords, Manifest, OutputPrefix, PrefixRefused
 from batchgen.core.prompts import prompt_plan
 from batchgen.core.scan import ScanResult, scan
-from batchgen.core.stats import JobStats
+from batchgen.core.schedule import ordered_block
+from batchgen.core.stats import JobStats, prefix_cache
 from batchgen.core.failures import raised_in
 from batchgen.core.storage import InputSet, unreachable
 from batchgen.lake.iceberg import JOB_COLUMN, FilesSchema
@@ -169,7 +170,7 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
 
     from batchgen.cluster.checkpoint import checkpoint_config
 
-    from batchgen.engine.models import TOY_MODEL, resolve_path
+    from batchgen.engine.models import TOY_MODELS, resolve_path
 
     started = time.time()
     prefix = OutputPrefix(spec.output.uri, spec.storage)
@@ -188,8 +189,8 @@ def _run(spec: JobSpec, report, allow_changed_spec: bool, replica_factory, actor
     prefix.clear_staging()
     skipped = prefix.committed_records() if state == "resume" else 0
     prefix.write_manifest(manifest)
-    if spec.model.path == TOY_MODEL:
-        resolve_path(TOY_MODEL)  # built once here, not by every replica at the same time
+    if spec.model.path in TOY_MODELS:
+        resolve_path(spec.model.path)  # built once here, not by every replica at the same time
     _init_ray(actor_logs, spec.scaling)
     stop, watcher = threading.Event(), None
     with _data_context() as context, freed_memory_returned():
@@ -305,10 +306,11 @@ def _stats(spec: JobSpec, inputs: InputSet, prefix: OutputPrefix, started: float
 
     tally = ray.get(progress.snapshot.remote())
     # Counted from what was written, not from what the replicas reported: retried work would count twice.
-    return JobStats.build(
+    stats = JobStats.build(
         job=spec.name, model=spec.model.path, input_files=len(inputs.files), files=len(prefix.data_files()),
         counts=prefix.row_counts(), records=records, skipped=skipped, started=started,
         first_ready=tally.first_ready, generated_tokens=tally.completion_tokens, now=time.time())
+    return dataclasses.replace(stats, prefix_cache=prefix_cache(tally.engines))
 
 
 def replica_stage(spec: JobSpec, dataset, progress, decoder: Decoder, budgeted: bool, replica_factory):
@@ -318,6 +320,14 @@ def replica_stage(spec: JobSpec, dataset, progress, decoder: Decoder, budgeted: 
     from ray.data import ActorPoolStrategy
 
     scaling = spec.scaling
+    if scaling.order == "scheduled":
+        # Each block of the read in the order its records should run, in the read's own task (Ray Data fuses
+        # this map with the read): no shuffle, nothing held past the block. The decoder goes without the
+        # scan's positions and duplicates, which the order does not read.
+        light = dataclasses.replace(decoder, positions=None, duplicate_errors={})
+        dataset = dataset.map_batches(ordered_block, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+                                      fn_kwargs={"decoder": light, "defaults": spec.defaults,
+                                                 "grace_tokens": spec.budget.grace_tokens})
     # Ray Data gives an actor task whole input blocks and runs a task's batches one after another, so a
     # 250-row block would be four calls in a row, not four at once: as the input's last blocks are handed
     # out, fewer calls run and the engine empties long before the input ends. Blocks of exactly one batch

@@ -18,8 +18,8 @@ from batchgen.core.storage import InputSet, arrow_fs
 
 def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicate_places: frozenset = frozenset(),
                 scan: bool = False):
-    """A Ray Dataset over the input files (streamed: nothing is materialized on the driver): Ray does the
-    file listing, splitting and scheduling, `reading.read_stream` makes the blocks (records or scan mode;
+    """A Ray Dataset over the input files (streamed: nothing is materialized on the driver), in blocks of
+    up to `reading.ROWS_PER_BLOCK` consecutive records of one file: Ray does the file listing and scheduling, `reading.read_stream` makes the blocks (records or scan mode;
     `duplicate_places` as in `identity.row_ids`)."""
     import ray.data
     from ray.data.datasource import FileBasedDatasource
@@ -34,7 +34,11 @@ def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicate_place
             # Raw bytes, always: `read_stream` decompresses, the same way `batchgen validate` reads.
             return filesystem.open_input_file(path)
 
-    return ray.data.read_datasource(RecordsDatasource(inputs.files, filesystem=arrow_fs(fs)))
+    # One read task per file at most, and no splitting of its blocks: Ray Data would otherwise cut a small
+    # input's blocks into pieces to reach its default parallelism (`SetReadParallelismRule`, 200 blocks),
+    # and a block of the read is the window the job's order works in (`batchgen.core.schedule`).
+    return ray.data.read_datasource(RecordsDatasource(inputs.files, filesystem=arrow_fs(fs)),
+                                    override_num_blocks=len(inputs.files))
 
 
 def filename_provider(extension: str):

@@ -118,10 +118,18 @@ class GenerateStage:
         with self.begun_lock:
             self.begun.difference_update(ids)
         verdict = ray.get(self.progress.taken.remote(ids, positions, len(rows), sum(r["error"] is not None for r in rows),
-                                                     sum(r["completion_tokens"] for r in rows)))
+                                                     sum(r["completion_tokens"] for r in rows), self.engine_tokens()))
         if verdict:  # stop the job instead of burning GPU hours on a broken input
             raise TooManyErrors(verdict)
         return assemble(rows, columns, self.decode.passthrough)
+
+    def engine_tokens(self) -> tuple[str, dict] | None:
+        """This replica's engine counters so far (`Replica.engine_tokens`: prompt, cached and generated
+        tokens), named by its actor; None for a replica that keeps none (a stand-in)."""
+        import ray
+
+        counts = getattr(self.replica, "engine_tokens", None)
+        return None if counts is None else (ray.get_runtime_context().get_actor_id()[:12], dict(counts))
 
     def _died(self) -> None:
         """The engine is gone: tells the progress actor which records it died with (and which this process
@@ -180,12 +188,16 @@ def progress_actor(max_fraction: float, min_records: int):
             """A replica's engine is up (the first one starts the generation clock)."""
             self.tally.ready(at)
 
-        def taken(self, ids: list[str], positions: list[int] | None, rows: int, errors: int, tokens: int) -> str:
+        def taken(self, ids: list[str], positions: list[int] | None, rows: int, errors: int, tokens: int,
+                  engine: tuple[str, dict] | None = None) -> str:
             """Records (`ids`, at `positions`) whose rows a replica handed to the writer, with their error rows
-            and tokens; returns the early-stop verdict ("" to go on)."""
+            and tokens, and the replica's engine counters so far (`engine`: its name and
+            `Replica.engine_tokens`); returns the early-stop verdict ("" to go on)."""
             self.ledger.end(ids)
             if positions is not None:
                 self.handed_out.add(positions)
+            if engine:
+                self.tally.engines[engine[0]] = engine[1]
             return self.tally.add(len(ids), rows, errors, tokens)
 
         def snapshot(self) -> Tally:

@@ -47,20 +47,10 @@ def decode(block: pa.Table, passthrough: Passthrough,
     `renderer`: the job's prompt templates (`prompt`), which make each row's columns into its record;
     `positions`: the input scan's, to give each row its position."""
     ids = block.column("id").to_pylist()
-    extra = [c for c in block.column_names if c not in INTERNAL_COLUMNS and c != "id"]
-    if LINE in block.column_names:  # JSONL: parsed here, on the replica's worker, one error row per bad line
-        records, _ = parse_lines(block.column(LINE).to_pylist(), openai, columns.id_column)
-        if extra:  # partition values: a record's own field wins over its folder's
-            values = block.select(extra).to_pylist()
-            records = [{**v, **r} if isinstance(r, dict) else r for r, v in zip(records, values)]
-        if columns.read is not None:  # partition values are read whatever `input.columns` says
-            records = [{k: v for k, v in r.items() if columns.keeps(k) or k in extra} if isinstance(r, dict) else r
-                       for r in records]
-        table_columns = passthrough.from_records(records)
-    else:  # Parquet: passthrough columns are cast, not rebuilt, so they keep their Parquet types
-        fields = extra if renderer else [c for c in extra if c in INPUT_FIELDS]
-        records = block.select(fields).to_pylist()
-        table_columns = passthrough.from_table(block)
+    records = _raw_records(block, openai, columns, renderer is not None)
+    # JSONL: passthrough values from the records (partitions in); Parquet: cast, not rebuilt, so they keep
+    # their Parquet types
+    table_columns = passthrough.from_records(records) if LINE in block.column_names else passthrough.from_table(block)
     if duplicate_errors:
         places = zip(block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist())
         records = [duplicate_errors.get(place, r) for r, place in zip(records, places)]
@@ -68,6 +58,23 @@ def decode(block: pa.Table, passthrough: Passthrough,
         records = [renderer.render(r, rid) if isinstance(r, dict) else r for r, rid in zip(records, ids)]
     at = positions.of(block.column(SOURCE), block.column(INDEX)).tolist() if positions else None
     return InputBatch(records, ids, table_columns, at)
+
+
+def _raw_records(block: pa.Table, openai: bool, columns: InputColumns, templated: bool) -> list[dict | RecordError]:
+    """A block's rows as raw records (`decode`'s, before duplicates and templates): JSONL lines parsed,
+    one error per bad line, partition values merged in; Parquet rows as dicts of their record fields (of
+    every column when the job's templates (`templated`) read them)."""
+    extra = [c for c in block.column_names if c not in INTERNAL_COLUMNS and c != "id"]
+    if LINE not in block.column_names:
+        return block.select(extra if templated else [c for c in extra if c in INPUT_FIELDS]).to_pylist()
+    records, _ = parse_lines(block.column(LINE).to_pylist(), openai, columns.id_column)
+    if extra:  # partition values: a record's own field wins over its folder's
+        values = block.select(extra).to_pylist()
+        records = [{**v, **r} if isinstance(r, dict) else r for r, v in zip(records, values)]
+    if columns.read is not None:  # partition values are read whatever `input.columns` says
+        records = [{k: v for k, v in r.items() if columns.keeps(k) or k in extra} if isinstance(r, dict) else r
+                   for r in records]
+    return records
 
 
 @dataclass
@@ -98,6 +105,15 @@ class Decoder:
     def __call__(self, block: pa.Table) -> InputBatch:
         return decode(block, self.passthrough, self.duplicate_errors, self.openai, self.columns, self._renderer,
                       self.positions)
+
+    def records(self, block: pa.Table) -> list[dict | RecordError]:
+        """The block's raw records as the replica gets them (templates applied), without their passthrough
+        columns, duplicates or positions: what the job's order reads (`batchgen.core.schedule`)."""
+        ids = block.column("id").to_pylist()
+        records = _raw_records(block, self.openai, self.columns, self._renderer is not None)
+        if self._renderer:
+            records = [self._renderer.render(r, rid) if isinstance(r, dict) else r for r, rid in zip(records, ids)]
+        return records
 
 
 def schema(passthrough: Passthrough) -> pa.Schema:

@@ -29,6 +29,8 @@ class Tally:
     completion_tokens: int = 0
     verdict: str = ""
     first_ready: float | None = None  # wall clock (s) when the first replica was ready
+    # replica name -> its engine's counters so far (`Replica.engine_tokens`: prefill, cached, decode tokens)
+    engines: dict[str, dict] = field(default_factory=dict)
 
     def add(self, records: int, rows: int, errors: int, completion_tokens: int) -> str:
         self.records += records
@@ -98,6 +100,9 @@ class JobStats:
     rows: int = 0  # rows written: records, or more where records asked for n samples
     # output.format iceberg: the table, and this run's commits into it (snapshot id, files, rows, seconds)
     table: dict | None = None
+    # this run's prompt tokens and those vLLM found in its prefix cache, over all replicas and per replica
+    # (`prefix_cache`); None where the replicas keep no counters (a stand-in engine)
+    prefix_cache: dict | None = None
 
     @classmethod
     def build(cls, *, job: str, model: str, input_files: int, files: int, counts: RowCounts, records: int,
@@ -134,3 +139,20 @@ class JobStats:
             return (f"{self.errors} of {rows} rows failed, more than errors.max_fraction "
                     f"{max_fraction}: {self.errors_by_code}")
         return None
+
+
+def prefix_cache(engines: dict[str, dict]) -> dict | None:
+    """The prefix cache's work from the replicas' engine counters (`Tally.engines`: per replica, `prefill`
+    prompt tokens and `cached` of them found in vLLM's prefix cache): `prompt_tokens`, `cached_tokens`
+    (OpenAI's name for the same count), `prefill_tokens_computed` (prompt tokens the engines had to compute),
+    `hit_rate` (cached over prompt tokens, 0-1), and the same per replica, by name. None without counters.
+    Counted per engine request: a budget sweep's forks count their prompts, kept reasoning included."""
+    def of(counts: dict) -> dict:
+        prompt, cached = counts.get("prefill", 0), counts.get("cached", 0)
+        return {"prompt_tokens": prompt, "cached_tokens": cached, "prefill_tokens_computed": prompt - cached,
+                "hit_rate": round(cached / prompt, 4) if prompt else 0.0}
+
+    if not engines:
+        return None
+    total = of({k: sum(c.get(k, 0) for c in engines.values()) for k in ("prefill", "cached")})
+    return {**total, "replicas": [{"replica": name, **of(counts)} for name, counts in sorted(engines.items())]}

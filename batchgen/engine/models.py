@@ -12,15 +12,18 @@ from batchgen.record.profiles import ReasoningProfile, resolve_profile
 from batchgen.spec.job import ModelSpec
 
 TOY_MODEL = "toy:nemotron-h"
+TOY_MODELS = {"toy:nemotron-h": "nemotron-h", "toy:qwen3": "qwen3"}  # model.path -> toy family
 
 
 def resolve_path(path: str) -> str:
-    if path == TOY_MODEL:
+    """A model's directory or hub id; a toy model (`TOY_MODELS`) is built first if not cached. Raises
+    ValueError for an unknown `toy:` name."""
+    if path in TOY_MODELS:
         from batchgen.toy.build import ensure_toy_model
 
-        return str(ensure_toy_model())
+        return str(ensure_toy_model(TOY_MODELS[path]))
     if path.startswith("toy:"):
-        raise ValueError(f"model.path: the only toy model is {TOY_MODEL}, got {path!r}")
+        raise ValueError(f"model.path: the toy models are {', '.join(TOY_MODELS)}, got {path!r}")
     return path
 
 

@@ -158,6 +158,14 @@ async def read_stream(outputs, generated: list[int], stops: AnswerStops | None,
     return Completion(ids, finish_reason or "stop", None, logprobs or None)
 
 
+async def _cached_tokens(outputs, cached: list[int]):
+    """`outputs` (a request's `RequestOutput`s) as they come, keeping the prompt tokens vLLM found in its
+    prefix cache in `cached[0]`."""
+    async for output in outputs:
+        cached[0] = output.num_cached_tokens or cached[0]
+        yield output
+
+
 def _resolved(value) -> Future:
     """A Future already holding `value`."""
     future = Future()
@@ -189,9 +197,11 @@ class Replica(contextlib.AbstractContextManager):
         self.shaper = RowShaper(self.tokenizer, tool_parser, self.preparer.prompts.end_token_id,
                                 line_break_token_ids(len(self.tokenizer), self.tokenizer.decode), model.path)
         self._preparing = threading.Lock()
-        # Tokens the engine prefilled and decoded for this replica's requests (a sweep's forks prefill their
-        # kept reasoning again where the engine caches no prefixes): what the sweep benchmark reports.
-        self.engine_tokens = {"prefill": 0, "decode": 0}
+        # Tokens of this replica's requests: their prompts ("prefill", a sweep's forks with their kept
+        # reasoning), the part of those the engine found in its prefix cache ("cached", vLLM's own count,
+        # `RequestOutput.num_cached_tokens`: set at a request's first scheduling, in whole blocks) and the
+        # tokens it generated ("decode"). The job's stats and the benchmarks report them.
+        self.engine_tokens = {"prefill": 0, "cached": 0, "decode": 0}
 
     async def _shutdown(self) -> None:
         # On the engine's own loop, so its output handler is cancelled there instead of failing mid-read;
@@ -289,16 +299,18 @@ class Replica(contextlib.AbstractContextManager):
         request_id = f"{prepared.record_id}-{uuid.uuid4().hex[:12]}"
         prompt_ids = prepared.prompt_ids + generated
         # Closing the stream when leaving early tells vLLM the consumer is gone (after an abort, a no-op).
+        cached = [0]
         async with contextlib.aclosing(self._engine.generate({"prompt_token_ids": prompt_ids}, params, request_id)) as outputs:
             if watched:
                 abort = functools.partial(self._engine.abort, request_id)
-                completion = await read_stream(outputs, generated, answer, on_token, abort)
+                completion = await read_stream(_cached_tokens(outputs, cached), generated, answer, on_token, abort)
             else:
                 async for output in outputs:
-                    final = output.outputs[0]
+                    final, cached[0] = output.outputs[0], output.num_cached_tokens or 0
                 completion = Completion(generated + list(final.token_ids), final.finish_reason or "stop", None,
                                         None if final.logprobs is None else list(final.logprobs))
         self.engine_tokens["prefill"] += len(prompt_ids)
+        self.engine_tokens["cached"] += cached[0]
         self.engine_tokens["decode"] += len(completion.token_ids) - len(generated)
         return completion
 

@@ -9,7 +9,8 @@ the job default, then the model's own default.
   the template strips them and ends the generation prompt with `<think>\\n` or `<think></think>`. batchgen
   enforces the effective mode by stripping every flag and putting the winning one in the system turn, and
   shapes the conversation so the card's template renders all of it (`_card_messages`).
-- `qwen3`: the chat template's `enable_thinking` argument (flags in messages are honoured the same way).
+- `qwen3`: the chat template's `enable_thinking` argument (flags in messages are honoured the same way);
+  with reasoning on, batchgen writes the `<think>\\n` the model would open its reasoning with.
 - `deepseek-r1`: always reasons; `reasoning: off` is an error for it.
 - `none`: never reasons; `reasoning: on` is an error for it.
 """
@@ -59,6 +60,11 @@ class ReasoningProfile:
     # vLLM's reasoning parser for these tags: its structured outputs wait for the end of thinking only when
     # the engine has one (`vllm/v1/structured_output/__init__.py`, `reasoning_parser`).
     vllm_reasoning_parser: str | None = "deepseek_r1"
+    # What opens the reasoning when the template leaves that to the model: Qwen3's template ends its
+    # generation prompt at `<|im_start|>assistant\n` with reasoning on and the model writes `<think>\n`
+    # first. batchgen writes it into the prompt (the same tokens the model would write), so the generation
+    # starts inside the reasoning for every profile: the split, the budget and its line-break rule hold.
+    opener: str | None = None
 
     def effective_mode(self, reasoning: str | None, messages: list[dict], job_default: str | None) -> str:
         flagged = flag_mode(messages) if self.honours_flags else None
@@ -135,7 +141,7 @@ PROFILES = {
     p.name: p
     for p in (
         ReasoningProfile("nemotron-nano-v2", "on", frozenset({"on", "off"}), True, "system_flag"),
-        ReasoningProfile("qwen3", "on", frozenset({"on", "off"}), True, "enable_thinking"),
+        ReasoningProfile("qwen3", "on", frozenset({"on", "off"}), True, "enable_thinking", opener="<think>\n"),
         ReasoningProfile("deepseek-r1", "on", frozenset({"on"}), False, None),
         ReasoningProfile("none", "off", frozenset({"off"}), False, None, think_end=None, vllm_reasoning_parser=None),
     )

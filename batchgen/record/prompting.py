@@ -96,10 +96,14 @@ class PromptBuilder:
                 raise ValueError(f"budget.{name} must contain {profile.think_end!r}")
 
     def render(self, request: Request, mode: str) -> str:
+        """The prompt text of `request` in `mode`: its chat template's, with the profile's reasoning opener
+        (`ReasoningProfile.opener`) where reasoning is on and the template leaves it to the model."""
         messages, template_args = self.profile.template_inputs(request.messages, mode)
-        return self.tokenizer.apply_chat_template(
+        prompt = self.tokenizer.apply_chat_template(
             messages, tools=request.tools, add_generation_prompt=True, tokenize=False, **template_args
         )
+        opener = self.profile.opener
+        return prompt + opener if mode == "on" and opener and not prompt.endswith(opener) else prompt
 
     def build(self, request: Request) -> EngineInput | RecordError:
         """The record as the engine runs it, or why it cannot run (`unsupported_reasoning`,

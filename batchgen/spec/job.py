@@ -38,7 +38,7 @@ class Section(BaseModel):
 class ModelSpec(Section):
     """The `model` section: which weights every replica loads and which reasoning profile reads them."""
 
-    path: str = Field(description="hub id, local directory, or toy:nemotron-h (the test model batchgen builds itself)")
+    path: str = Field(description="hub id, local directory, or toy:nemotron-h or toy:qwen3 (the test models batchgen builds itself)")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     profile: Literal["auto", "nemotron-nano-v2", "qwen3", "deepseek-r1", "none"] = Field(
         "auto", description="reasoning profile; auto recognises the family from its chat template"
@@ -266,6 +266,10 @@ class ScalingSpec(Section):
     records_in_flight: int = Field(
         512, ge=1, description="records a replica keeps submitted to its engine, whatever their lengths: at least "
         "the engine's max_num_seqs, the rest wait in its queue so its scheduler never starves")
+    order: Literal["scheduled", "input"] = Field(
+        "scheduled", description="scheduled: within each block of the read, records sharing a prompt prefix run "
+        "together and the longest expected first (batchgen.core.schedule), so the engines' prefix caches hit and "
+        "no long record runs alone at the end; input: the input's order")
 
     @property
     def batches_in_flight(self) -> int:

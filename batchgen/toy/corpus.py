@@ -94,10 +94,20 @@ def _ramble(word: str) -> tuple[str, str]:
     return " ".join(f"{word} {i}" for i in range(1, RAMBLE_WORDS + 1)) + "\n", f"That was {word}."
 
 
-def _tool_call(name: str, city: str) -> tuple[str, str]:
-    call = json.dumps([{"name": name, "arguments": {"city": city}}])
+def nemotron_call(name: str, arguments: dict) -> str:
+    """A tool call as Nemotron Nano v2 writes it (the model card): `<TOOLCALL>[{...}]</TOOLCALL>`."""
+    return f"<TOOLCALL>{json.dumps([{'name': name, 'arguments': arguments}])}</TOOLCALL>"
+
+
+def hermes_call(name: str, arguments: dict) -> str:
+    """A tool call as Qwen3 writes it (its chat template's instructions, vLLM's `hermes` parser):
+    `<tool_call>\n{...}\n</tool_call>`."""
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+
+
+def _tool_call(name: str, city: str, call_format) -> tuple[str, str]:
     reasoning = f"The user asks about {city}.\nI will call {name}.\n"
-    return reasoning, f"<TOOLCALL>{call}</TOOLCALL>"
+    return reasoning, call_format(name, {"city": city})
 
 
 SYSTEMS = [None, "You are a helpful assistant.", "Answer briefly."]
@@ -122,7 +132,9 @@ def _with_mode(rng: random.Random, user: str, thinking: bool) -> list[dict]:
     return messages + [{"role": "user", "content": user}]
 
 
-def build_corpus(seed: int = 0) -> list[Example]:
+def build_corpus(seed: int = 0, call_format=nemotron_call) -> list[Example]:
+    """The training conversations; `call_format(name, arguments) -> text` writes a tool call the way the
+    model family does (`nemotron_call`, `hermes_call`)."""
     rng = random.Random(seed)
     examples: list[Example] = []
     for thinking in (True, False):
@@ -134,7 +146,7 @@ def build_corpus(seed: int = 0) -> list[Example]:
                     examples.append(Example(_with_mode(rng, prompt(word), thinking), None, thinking, reasoning, answer))
         for city in CITIES:
             for prompt, name in ((weather_prompt, "get_weather"), (time_prompt, "get_time")):
-                reasoning, answer = _tool_call(name, city)
+                reasoning, answer = _tool_call(name, city, call_format)
                 for _ in range(TOOL_COPIES):
                     tools = TOOLS if rng.random() < 0.5 else TOOLS[::-1]
                     examples.append(Example(_with_mode(rng, prompt(city), thinking), tools, thinking, reasoning, answer))
@@ -151,9 +163,9 @@ def build_corpus(seed: int = 0) -> list[Example]:
     return examples
 
 
-def assistant_reply(example: Example) -> str:
-    """What the model must generate after the generation prompt (which already holds `<think>\\n` or
-    `<think></think>`), ending with the end-of-turn token."""
+def assistant_reply(example: Example, end: str = "\n<SPECIAL_12>") -> str:
+    """What the model must generate after the generation prompt (which already holds the reasoning's
+    opener, `<think>\\n`, or its empty reasoning), ending with the end of turn `end`."""
     if example.thinking:
-        return f"{example.reasoning}</think>\n\n{example.answer}\n<SPECIAL_12>"
-    return f"{example.answer}\n<SPECIAL_12>"
+        return f"{example.reasoning}</think>\n\n{example.answer}{end}"
+    return f"{example.answer}{end}"

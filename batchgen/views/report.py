@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from batchgen.views.survey import Survey, survey_rows
+from batchgen.views.survey import Survey, cache_line, survey_rows
 
 TOP = 10  # rows in each table
 MODES = {"on": "#4c6ef5", "off": "#f59f00"}
@@ -96,6 +96,8 @@ def _header(s: Survey) -> str:
         st = s.stats
         items.append(("run", f"{st['wall_time_s']} s wall time ({st['engine_startup_s']} s engine start-up, "
                              f"{st['generation_time_s']} s generating at {st['generation_tokens_per_s']} tokens/s)"))
+        if st.get("prefix_cache"):
+            items.append(("prefix cache", cache_line(st["prefix_cache"])))
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in items)
     return f"<h1>batchgen report: {escape(s.job)}</h1><dl>{rows}</dl>"
 

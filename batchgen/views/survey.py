@@ -221,6 +221,17 @@ def _by_budget(rows: list[dict]) -> dict[str, dict]:
     } for b in sweep_order(list(groups))}
 
 
+def cache_line(cache: dict) -> str:
+    """The last run's prefix cache in a line (`core.stats.prefix_cache`): the share of prompt tokens the
+    engines found cached, what they computed, and each replica's share when there are several."""
+    line = (f"{cache['hit_rate']:.1%} of {cache['prompt_tokens']:,} prompt tokens found in the prefix cache, "
+            f"{cache['prefill_tokens_computed']:,} computed")
+    replicas = cache.get("replicas") or []
+    if len(replicas) > 1:
+        line += "; by replica " + ", ".join(f"{r['hit_rate']:.1%} of {r['prompt_tokens']:,}" for r in replicas)
+    return line
+
+
 def describe(found: Survey) -> str:
     """The survey as `batchgen inspect` prints it: a few aligned lines, the counts grouped."""
     def counts(mapping: dict) -> str:
@@ -264,6 +275,8 @@ def describe(found: Survey) -> str:
         stats = found.stats
         lines.append(f"  last run   {stats['wall_time_s']:.1f} s (engine start-up {stats['engine_startup_s']:.1f} s), "
                      f"{stats['generation_tokens_per_s']:,.1f} tokens/s generating")
+        if stats.get("prefix_cache"):
+            lines.append(f"  cache      {cache_line(stats['prefix_cache'])}")
     if found.resumable:
         lines.append("  to finish  run the same job spec again onto this output: finished records are skipped")
     return "\n".join(lines)

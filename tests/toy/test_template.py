@@ -14,7 +14,9 @@ from transformers.utils.chat_template_utils import render_jinja_template
 
 from batchgen.record.contract import Request, normalize
 from batchgen.record.profiles import PROFILES, ConversationError
-from batchgen.toy.build import TEMPLATE
+from batchgen.toy.build import FAMILIES
+
+TEMPLATE = FAMILIES["nemotron-h"].template
 from batchgen.toy.corpus import TOOLS
 
 CARD_FILE = Path("/work/shared/seed/000_90ee5e51e658f162.txt")
