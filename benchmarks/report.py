@@ -94,6 +94,52 @@ def _into_table(table: dict | None, piled: dict | None = None) -> list[str]:
             f"{seconds[len(seconds) // 2]:.2f} s each (median; at most {seconds[-1]:.2f} s), off the job's path", *lines]
 
 
+PREFIX_NAMES = {"vllm": "plain vLLM", "ray-data": "ray.data.llm", "batchgen-input": "batchgen, input order",
+                "batchgen": "batchgen, scheduled"}
+
+
+def _prefix(prefix: list[dict] | None, order: list[dict] | None, at_scale: dict | None) -> list[str]:
+    """6. Order and prefix caching: the shared-prefix workload on the plain-attention toy (1 and 2 engines),
+    the long-tailed workloads in input order and scheduled, and the stand-in with a prefix cache at 8
+    replicas (none in results from before the order existed)."""
+    lines = []
+    if prefix:
+        rows = []
+        for case in prefix:
+            for system, runs in case["tokens_per_s"].items():
+                median = case["median"][system]
+                cache = median.get("prefix_cache") or {}
+                rows.append([case["replicas"], PREFIX_NAMES[system], median["tokens_per_s"], f"{min(runs):,.0f}-{max(runs):,.0f}",
+                             f"{cache['hit_rate']:.1%}" if cache else "not reported",
+                             f"{cache['prefill_tokens_computed']:,}" if cache else "-", median["generation_s"]])
+        first = prefix[0]
+        lines += [
+            f"**6. Order and prefix caching** (`benchmarks/workload.py` `prefix_records`: {first['records']:,} records "
+            "over 16 documents of ~1,500 tokens in random order, a short question each, 16-token answers, greedy; the "
+            "plain-attention toy (`toy:qwen3`), prefix caching on, each engine's KV cache 6,400 tokens (about 4 "
+            f"documents); {first['repeats']} runs of each system, alternating; plain vLLM is one engine in both cases; "
+            "hit rates and prefill tokens computed are vLLM's own counts, `num_cached_tokens`, of the median run)",
+            _table(["engines", "system", "tokens/s (median)", "spread", "prefix cache hit rate", "prefill tokens computed",
+                    "generation s"], rows),
+            "Scheduled over the others (medians): " + "; ".join(
+                f"{case['replicas']} engine{'s' if case['replicas'] > 1 else ''}: "
+                + ", ".join(f"{name} **{ratio:.2f}x**" for name, ratio in case["ratios"].items()) for case in prefix) + ".",
+        ]
+    if order:
+        lines.append("**Longest first** (batchgen scheduled over batchgen in input order, the long-tailed workloads, "
+                     f"{order[0]['records']:,} records, {order[0]['repeats']} runs each, alternating; generation time is "
+                     "the wall time after start-up): " + "; ".join(
+                         f"`{o['workload']}` generation time input/scheduled **{o['generation_ratio']:.3f}** (input "
+                         f"{', '.join(map(str, o['generation_s']['batchgen-input']))} s; scheduled "
+                         f"{', '.join(map(str, o['generation_s']['batchgen']))} s), tokens/s scheduled/input {o['ratio']:.3f}"
+                         for o in order) + ".")
+    if at_scale:
+        from benchmarks.cache_chart import markdown_lines
+
+        lines += [*markdown_lines(at_scale), "![prefix cache at scale](benchmarks/results/cache_at_scale.png)"]
+    return lines
+
+
 def _worker_peak(memory: dict, title: str) -> int | str:
     """The peak RSS in MiB of the Ray workers whose process title starts with `title` (an actor's title
     gains the method it runs: `ray::Progress.taken`), or "-" where none ran."""
@@ -150,6 +196,7 @@ def markdown(results: dict) -> str:
                 for name, key in (("plain", "decode_ms_per_record"), ("templated", "templated_decode_ms_per_record"))]),
         *_grading(pipeline.get("grading"), results.get("grading")),
         *_into_table(results.get("table"), results.get("table_commits")),
+        *_prefix(results.get("prefix"), results.get("order"), results.get("cache_at_scale")),
     ]
     return "\n\n".join(parts) + "\n"
 

