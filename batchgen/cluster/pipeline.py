@@ -321,9 +321,10 @@ def replica_stage(spec: JobSpec, dataset, progress, decoder: Decoder, budgeted: 
 
     scaling = spec.scaling
     if scaling.order == "scheduled":
-        # Each block of the read in the order its records should run, in the read's own task (Ray Data fuses
-        # this map with the read): no shuffle, nothing held past the block. The decoder goes without the
-        # scan's positions and duplicates, which the order does not read.
+        # Each block of the read in the order its records should run: no shuffle, nothing held past the block.
+        # Ray Data fuses it into the read's tasks on a first pass; on a resumed or later one the checkpoint's
+        # filter (an actor stage) sits between them and it runs as tasks of its own. The decoder goes
+        # without the scan's positions and duplicates, which the order does not read.
         light = dataclasses.replace(decoder, positions=None, duplicate_errors={})
         dataset = dataset.map_batches(ordered_block, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
                                       fn_kwargs={"decoder": light, "defaults": spec.defaults,

@@ -16,10 +16,14 @@ from batchgen.core.blocks import json_lines
 from batchgen.core.storage import InputSet, arrow_fs
 
 
+READ_TASKS = 200  # Ray Data's own default parallelism for reads (`DataContext.read_op_min_num_blocks`)
+
+
 def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicate_places: frozenset = frozenset(),
                 scan: bool = False):
     """A Ray Dataset over the input files (streamed: nothing is materialized on the driver), in blocks of
-    up to `reading.ROWS_PER_BLOCK` consecutive records of one file: Ray does the file listing and scheduling, `reading.read_stream` makes the blocks (records or scan mode;
+    up to `reading.ROWS_PER_BLOCK` consecutive records of one file: Ray does the file listing and
+    scheduling, `reading.read_stream` makes the blocks (records or scan mode;
     `duplicate_places` as in `identity.row_ids`)."""
     import ray.data
     from ray.data.datasource import FileBasedDatasource
@@ -34,11 +38,12 @@ def ray_dataset(fs: fsspec.AbstractFileSystem, inputs: InputSet, duplicate_place
             # Raw bytes, always: `read_stream` decompresses, the same way `batchgen validate` reads.
             return filesystem.open_input_file(path)
 
-    # One read task per file at most, and no splitting of its blocks: Ray Data would otherwise cut a small
-    # input's blocks into pieces to reach its default parallelism (`SetReadParallelismRule`, 200 blocks),
-    # and a block of the read is the window the job's order works in (`batchgen.core.schedule`).
+    # No splitting of a file's blocks: Ray Data cuts a small input's blocks into pieces to reach its default
+    # parallelism (200 blocks, `SetReadParallelismRule`) when there are fewer read tasks than that, and a
+    # block of the read is the window the job's order works in (`batchgen.core.schedule`). A read task per
+    # file up to READ_TASKS files; more files share tasks, each file still its own blocks.
     return ray.data.read_datasource(RecordsDatasource(inputs.files, filesystem=arrow_fs(fs)),
-                                    override_num_blocks=len(inputs.files))
+                                    override_num_blocks=max(1, min(len(inputs.files), READ_TASKS)))
 
 
 def filename_provider(extension: str):

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from batchgen.core.blocks import Decoder
+from batchgen.core.reading import ROWS_PER_BLOCK
 from batchgen.record.contract import RecordError, RecordFields, Request, normalize
 from batchgen.record.profiles import flag_mode
 
@@ -48,7 +49,7 @@ UNBOUNDED = 1 << 20  # a record without max_tokens: bounded only by the context,
 def leading_text(request: Request) -> str:
     """What a chat template renders first, in its order: the tools offered (templates put them in or
     before the system turn), then each turn's role and text."""
-    parts = [json.dumps(request.tools, sort_keys=True)] if request.tools else []
+    parts = [json.dumps(request.tools, sort_keys=True, default=str)] if request.tools else []
     for message in request.messages:
         parts.append(f"{message['role']}\n{message.get('content') or ''}\n")
     return "".join(parts)[:TEXT_CHARS]
@@ -59,7 +60,9 @@ def expected_tokens(request: Request, grace_tokens: int) -> int:
     (or `UNBOUNDED`); with reasoning on and a thinking budget (a sweep's largest), the budget plus its
     grace (the model card's rule: the reasoning ends by then) plus an answer (`ANSWER_TOKENS`); with
     reasoning off, an answer. Samples (`n`) run side by side, so they do not make a record longer. The
-    mode as the profile would weigh it: the record's, its messages' flags, the job's default, else on."""
+    mode as most reasoning profiles weigh it, without knowing the model's: the record's, its messages'
+    flags, the job's default, else on (a profile that never reasons is taken as reasoning: an estimate
+    errs long, never short)."""
     cap = request.max_tokens or UNBOUNDED
     mode = request.reasoning or flag_mode(request.messages) or request.default_reasoning or "on"
     if mode == "off":
@@ -93,8 +96,18 @@ def order(records: Sequence[Request | RecordError], grace_tokens: int = 500) -> 
 
 def ordered_block(block: pa.Table, decoder: Decoder, defaults: RecordFields, grace_tokens: int) -> pa.Table:
     """A block of the read (records mode) with its rows in the order they should run (`order`), each row
-    read as the replica will read it (`decoder`, the job's defaults applied) and left as it was."""
-    ids = block.column("id").to_pylist()
-    requests = [normalize(raw, defaults, row_id=rid) if isinstance(raw, dict) else raw
-                for raw, rid in zip(decoder.records(block), ids)]
-    return block.take(order(requests, grace_tokens))
+    read as the replica will read it (`decoder`, the job's defaults applied) and left as it was; ordered
+    in windows of `reading.ROWS_PER_BLOCK` rows (a job's read blocks are at most that; `batchgen.generate`
+    gets a pipeline's blocks, of any size). The order is an optimisation: a window whose records cannot
+    be read for it (an error the replica will turn into the records' error rows) keeps its input order."""
+    windows = []
+    for start in range(0, block.num_rows, ROWS_PER_BLOCK):
+        window = block.slice(start, ROWS_PER_BLOCK)
+        try:
+            ids = window.column("id").to_pylist()
+            requests = [normalize(raw, defaults, row_id=rid) if isinstance(raw, dict) else raw
+                        for raw, rid in zip(decoder.records(window), ids)]
+            windows.append(window.take(order(requests, grace_tokens)))
+        except Exception:  # never the job's failure: the replica decodes the same rows and says what is wrong
+            windows.append(window)
+    return pa.concat_tables(windows) if len(windows) != 1 else windows[0]

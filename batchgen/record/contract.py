@@ -461,10 +461,14 @@ def not_text(value, path: str = "") -> RecordError | None:
     UTF-8 cannot hold it: Arrow, Parquet and tokenizers refuse it. The error names the field as the user
     writes it (`messages[0].content`) and where in the string it is."""
     if isinstance(value, str):
-        for index, char in enumerate(value):
-            if "\ud800" <= char <= "\udfff":
-                return RecordError("invalid_utf8", f"{path or 'value'}: {char!r} at character {index} is half of a "
-                                                   f"UTF-16 pair, which is not text (got {value!r:.80})")
+        # UTF-8's encoder finds the first surrogate in C (a loop over the characters in Python took ~0.5 s
+        # per 1,024 records of 7.5 KB, paid at every read of a record)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            char = value[error.start]
+            return RecordError("invalid_utf8", f"{path or 'value'}: {char!r} at character {error.start} is half of a "
+                                               f"UTF-16 pair, which is not text (got {value!r:.80})")
         return None
     if isinstance(value, dict):
         for key in value:

@@ -103,7 +103,9 @@ class PromptBuilder:
             messages, tools=request.tools, add_generation_prompt=True, tokenize=False, **template_args
         )
         opener = self.profile.opener
-        return prompt + opener if mode == "on" and opener and not prompt.endswith(opener) else prompt
+        # A template that opens the reasoning itself (Qwen3's thinking-only models do) is left alone.
+        opened = opener and prompt.rstrip().endswith(opener.strip())
+        return prompt + opener if mode == "on" and opener and not opened else prompt
 
     def build(self, request: Request) -> EngineInput | RecordError:
         """The record as the engine runs it, or why it cannot run (`unsupported_reasoning`,

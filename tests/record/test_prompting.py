@@ -197,3 +197,34 @@ def test_a_prefill_is_continued_by_the_engine(replica):
     closing = replica.tokenizer.encode(".\n</think>", add_special_tokens=False)
     assert budgeted["reasoning_tokens"] <= TEST_GRACE + len(closing)
     assert "\n" not in budgeted["reasoning_content"]  # it ended at its first line break, if not cut before
+
+
+@pytest.fixture(scope="module")
+def qwen3_tokenizer():
+    """A tokenizer with the Qwen3 toy's template and tokens (trained in a second on a few texts: what is
+    tested here is the prompt's text, not the model)."""
+    from batchgen.toy.build import FAMILIES, _train_tokenizer
+
+    return _train_tokenizer([corpus.echo_prompt(w) for w in corpus.WORDS], FAMILIES["qwen3"])
+
+
+def test_the_qwen3_profile_writes_the_opener_only_with_reasoning_on(qwen3_tokenizer):
+    qwen3 = PromptBuilder(qwen3_tokenizer, PROFILES["qwen3"], BudgetSpec(), max_model_len=1024)
+    assert detect_profile(qwen3_tokenizer.chat_template) is PROFILES["qwen3"]
+    on = qwen3.build(normalize({"prompt": "hi", "max_thinking_tokens": 0}))
+    assert on.mode == "on" and on.prompt.endswith("<|im_start|>assistant\n<think>\n")
+    assert on.budget.starts_at_line_break  # budget 0 closes at once, at the line break after the opener
+    for raw in ({"prompt": "hi", "reasoning": "off"}, {"prompt": "hi /no_think"}):  # by field, by flag
+        off = qwen3.build(normalize(raw))
+        assert off.mode == "off" and off.prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert "/no_think" in qwen3.build(normalize({"prompt": "hi /no_think"})).prompt  # Qwen3 reads its flags itself
+
+
+@pytest.mark.parametrize("ending", ["<think>\n", "<think>"])
+def test_a_template_that_opens_the_reasoning_itself_is_not_opened_twice(qwen3_tokenizer, ending):
+    import copy
+
+    tokenizer = copy.deepcopy(qwen3_tokenizer)
+    tokenizer.chat_template = "{{ '<|im_start|>assistant\\n" + ending.replace("\n", "\\n") + "' }}"
+    prompt = PromptBuilder(tokenizer, PROFILES["qwen3"], BudgetSpec(), 1024).build(normalize({"prompt": "hi"})).prompt
+    assert prompt == "<|im_start|>assistant\n" + ending
