@@ -82,6 +82,12 @@ class ReasoningProfile:
         if self.mode_switch == "system_flag":
             return _card_messages(messages, mode), {}
         if self.mode_switch == "enable_thinking":
+            if messages[-1]["role"] == "assistant":
+                # Qwen3's template writes a final assistant turn whole, closed by <|im_end|>, and opens a new
+                # turn after it: the model would answer again, not continue the text.
+                raise ConversationError(
+                    "messages[-1]: a final assistant turn cannot be continued with the qwen3 profile (its chat "
+                    "template closes the turn and opens a new one); end the conversation with a user or tool turn")
             return messages, {"enable_thinking": mode == "on"}
         return messages, {}
 

@@ -228,3 +228,9 @@ def test_a_template_that_opens_the_reasoning_itself_is_not_opened_twice(qwen3_to
     tokenizer.chat_template = "{{ '<|im_start|>assistant\\n" + ending.replace("\n", "\\n") + "' }}"
     prompt = PromptBuilder(tokenizer, PROFILES["qwen3"], BudgetSpec(), 1024).build(normalize({"prompt": "hi"})).prompt
     assert prompt == "<|im_start|>assistant\n" + ending
+
+
+def test_a_prefill_is_refused_with_the_qwen3_profile_whose_template_would_close_it(qwen3_tokenizer):
+    qwen3 = PromptBuilder(qwen3_tokenizer, PROFILES["qwen3"], BudgetSpec(), max_model_len=1024)
+    refused = qwen3.build(normalize({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure,"}]}))
+    assert refused.code == "invalid_conversation" and refused.message.startswith("messages[-1]: a final assistant turn")
