@@ -27,7 +27,8 @@ import time
 from collections import OrderedDict, deque
 from concurrent.futures import Future
 
-from batchgen.record.contract import Request, RecordError, normalize
+from batchgen.core.schedule import leading_text
+from batchgen.record.contract import RecordError, normalize
 from batchgen.record.rows import answer_row, error_row
 from batchgen.spec.job import JobSpec
 from benchmarks.events import log_event
@@ -39,16 +40,6 @@ CACHE_BLOCKS = "standin_cache_blocks"  # KV blocks in all: cached prefixes and r
 PREFILL_S_PER_TOKEN = "standin_prefill_s_per_token"  # step time per prompt token not found in the cache
 BLOCK_TOKENS = 16
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated from its text
-
-
-def prompt_text(request: Request) -> str:
-    """The prompt's text, as `batchgen.core.schedule.leading_text` builds it (the tools offered, then each
-    turn's role and text), not cut short."""
-    import json
-
-    parts = [json.dumps(request.tools, sort_keys=True)] if request.tools else []
-    parts += [f"{m['role']}\n{m.get('content') or ''}\n" for m in request.messages]
-    return "".join(parts)
 
 
 def prompt_tokens(text: str) -> int:
@@ -150,7 +141,7 @@ class StandInReplica:
             if isinstance(request, RecordError):
                 future.set_result([error_row(rid, self.model_name, request)])
             elif self.cache is not None:
-                tokens, text = request.max_tokens or DEFAULT_MAX_TOKENS, prompt_text(request)
+                tokens, text = request.max_tokens or DEFAULT_MAX_TOKENS, leading_text(request, limit=None)
                 hashes, prompt = block_hashes(text), prompt_tokens(text)
                 with self._lock:
                     self._waiting.append((future, rid, request, tokens, hashes, prompt,

@@ -8,7 +8,7 @@ from __future__ import annotations
 def test_the_standin_prefix_cache_hits_leading_blocks_pins_running_ones_and_evicts_the_least_recently_freed():
     from benchmarks.standin import PrefixCache, block_hashes, prompt_tokens
 
-    def prompt(doc: int, question: str) -> str:  # as `prompt_text` makes it: role, text, per turn
+    def prompt(doc: int, question: str) -> str:  # as `leading_text` makes it: role, text, per turn
         return f"system\nDocument {doc}: " + "lorem ipsum " * 100 + f"\nuser\n{question * 30}\n"
 
     a1, a2, b = block_hashes(prompt(0, "why? ")), block_hashes(prompt(0, "how? ")), block_hashes(prompt(1, "why? "))

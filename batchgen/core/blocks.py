@@ -54,8 +54,7 @@ def decode(block: pa.Table, passthrough: Passthrough,
     if duplicate_errors:
         places = zip(block.column(SOURCE).to_pylist(), block.column(INDEX).to_pylist())
         records = [duplicate_errors.get(place, r) for r, place in zip(records, places)]
-    if renderer:
-        records = [renderer.render(r, rid) if isinstance(r, dict) else r for r, rid in zip(records, ids)]
+    records = _rendered(records, ids, renderer)
     at = positions.of(block.column(SOURCE), block.column(INDEX)).tolist() if positions else None
     return InputBatch(records, ids, table_columns, at)
 
@@ -75,6 +74,13 @@ def _raw_records(block: pa.Table, openai: bool, columns: InputColumns, templated
         records = [{k: v for k, v in r.items() if columns.keeps(k) or k in extra} if isinstance(r, dict) else r
                    for r in records]
     return records
+
+
+def _rendered(records: list, ids: list[str], renderer: Renderer | None) -> list:
+    """Each raw record made by the job's templates (`renderer`; none: as they are), errors left alone."""
+    if renderer is None:
+        return records
+    return [renderer.render(r, rid) if isinstance(r, dict) else r for r, rid in zip(records, ids)]
 
 
 @dataclass
@@ -109,11 +115,8 @@ class Decoder:
     def records(self, block: pa.Table) -> list[dict | RecordError]:
         """The block's raw records as the replica gets them (templates applied), without their passthrough
         columns, duplicates or positions: what the job's order reads (`batchgen.core.schedule`)."""
-        ids = block.column("id").to_pylist()
         records = _raw_records(block, self.openai, self.columns, self._renderer is not None)
-        if self._renderer:
-            records = [self._renderer.render(r, rid) if isinstance(r, dict) else r for r, rid in zip(records, ids)]
-        return records
+        return _rendered(records, block.column("id").to_pylist(), self._renderer)
 
 
 def schema(passthrough: Passthrough) -> pa.Schema:

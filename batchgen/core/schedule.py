@@ -46,13 +46,13 @@ ANSWER_TOKENS = 1024  # an answer's expected length where max_tokens does not bo
 UNBOUNDED = 1 << 20  # a record without max_tokens: bounded only by the context, so it may run longest
 
 
-def leading_text(request: Request) -> str:
+def leading_text(request: Request, limit: int | None = TEXT_CHARS) -> str:
     """What a chat template renders first, in its order: the tools offered (templates put them in or
-    before the system turn), then each turn's role and text."""
+    before the system turn), then each turn's role and text; its first `limit` characters (None: all)."""
     parts = [json.dumps(request.tools, sort_keys=True, default=str)] if request.tools else []
     for message in request.messages:
         parts.append(f"{message['role']}\n{message.get('content') or ''}\n")
-    return "".join(parts)[:TEXT_CHARS]
+    return "".join(parts)[:limit]
 
 
 def expected_tokens(request: Request, grace_tokens: int) -> int:
@@ -78,18 +78,17 @@ def order(records: Sequence[Request | RecordError], grace_tokens: int = 500) -> 
     Records that cannot run (`RecordError`) go first: they take no engine time."""
     texts = [leading_text(r) if isinstance(r, Request) else "" for r in records]
     lengths = [expected_tokens(r, grace_tokens) if isinstance(r, Request) else 0 for r in records]
+    groups = [text[:GROUP_CHARS] if len(text) >= GROUP_CHARS else "" for text in texts]  # "": a group of its own
     longest: dict[str, int] = {}
-    for i, record in enumerate(records):
-        if isinstance(record, Request) and len(texts[i]) >= GROUP_CHARS:
-            group = texts[i][:GROUP_CHARS]
-            longest[group] = max(longest.get(group, 0), lengths[i])
+    for group, length in zip(groups, lengths):
+        if group:
+            longest[group] = max(longest.get(group, 0), length)
 
     def key(i: int):
         record = records[i]
         if not isinstance(record, Request):
             return (0, 0, "", 0, "", 0, i)
-        group = texts[i][:GROUP_CHARS] if len(texts[i]) >= GROUP_CHARS else ""
-        return (1, -longest.get(group, lengths[i]), group, -lengths[i], texts[i], -record.n, i)
+        return (1, -longest.get(groups[i], lengths[i]), groups[i], -lengths[i], texts[i], -record.n, i)
 
     return sorted(range(len(records)), key=key)
 
